@@ -1,0 +1,187 @@
+"""Leased claims on hotels: at-least-once work over a Redis list.
+
+A node moves entries from the pending list into a lease sorted set (scored by
+deadline, in Redis server time, so node clocks do not matter) with its owner
+name, in one Lua script. It renews its leases on a heartbeat, acknowledges an
+entry once the hotel's outcome is recorded, and gives back what it has not
+finished when it stops. Any node (and ``scripts/requeue``) puts entries whose
+lease expired back on the pending list, so a node that dies loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from typing import Any
+
+from hotelimages.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+# KEYS: pending, leases, owners, stats. ARGV: count, lease seconds, owner.
+CLAIM_LUA = """
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) + tonumber(ARGV[2])
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local v = redis.call('RPOP', KEYS[1])
+  if not v then break end
+  if redis.call('ZSCORE', KEYS[2], v) then
+    redis.call('HINCRBY', KEYS[4], 'claims/duplicate_in_flight', 1)
+  else
+    redis.call('ZADD', KEYS[2], deadline, v)
+    redis.call('HSET', KEYS[3], v, ARGV[3])
+    out[#out + 1] = v
+  end
+end
+return out
+"""
+
+# KEYS: leases, owners. ARGV: lease seconds, owner, entries... Returns entries no longer ours.
+RENEW_LUA = """
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) + tonumber(ARGV[1])
+local lost = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
+    redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+
+# KEYS: leases, owners, pending. ARGV: owner, requeue (0/1), entries... Returns how many were ours.
+FINISH_LUA = """
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    if ARGV[2] == '1' then redis.call('RPUSH', KEYS[3], ARGV[i]) end
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: leases, owners, pending, stats. ARGV: limit. Puts expired entries back at the head of the queue.
+REQUEUE_EXPIRED_LUA = """
+local t = redis.call('TIME')
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t[1], 'LIMIT', 0, tonumber(ARGV[1]))
+for _, v in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], v)
+  redis.call('HDEL', KEYS[2], v)
+  redis.call('RPUSH', KEYS[3], v)
+end
+if #expired > 0 then redis.call('HINCRBY', KEYS[4], 'claims/requeued_expired', #expired) end
+return #expired
+"""
+
+
+def new_owner(node_id: str) -> str:
+    """A claim owner name: the node's name plus a token unique to this process."""
+    return f"{node_id}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def requeue_expired(client: Any, keys: Keys, limit: int = 10_000) -> int:
+    """Put every entry whose lease has expired back on the pending list (blocking client)."""
+    script = client.register_script(REQUEUE_EXPIRED_LUA)
+    total = 0
+    while True:
+        n = script(keys=[keys.leases, keys.lease_owners, keys.start_ids, keys.stats], args=[limit])
+        total += n
+        if n < limit:
+            return total
+
+
+class LeaseManager:
+    """One process's claims: what it holds, claiming, renewing, acknowledging and giving back.
+
+    ``in_flight`` maps each claimed raw entry (bytes, exactly as it sat in the
+    list) to nothing in particular; the spider and the manifest pipeline share
+    this object through the spider.
+    """
+
+    def __init__(self, client: Any, keys: Keys, owner: str, lease_seconds: int):
+        self.client = client
+        self.keys = keys
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.in_flight: set[bytes] = set()
+        self.freed = asyncio.Event()
+        self._claim = client.register_script(CLAIM_LUA)
+        self._renew = client.register_script(RENEW_LUA)
+        self._finish = client.register_script(FINISH_LUA)
+        self._requeue = client.register_script(REQUEUE_EXPIRED_LUA)
+
+    async def claim(self, count: int) -> list[bytes]:
+        """Take up to ``count`` entries from the pending list under a lease."""
+        entries = await self._claim(
+            keys=[self.keys.start_ids, self.keys.leases, self.keys.lease_owners, self.keys.stats],
+            args=[count, self.lease_seconds, self.owner],
+        )
+        self.in_flight.update(entries)
+        return list(entries)
+
+    async def renew(self) -> list[bytes]:
+        """Extend the leases of everything in flight; returns entries whose lease was lost."""
+        if not self.in_flight:
+            return []
+        lost = await self._renew(
+            keys=[self.keys.leases, self.keys.lease_owners],
+            args=[self.lease_seconds, self.owner, *self.in_flight],
+        )
+        return list(lost)
+
+    def ack_args(self, entry: bytes) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the acknowledgement script, for use inside a caller's transaction."""
+        return [self.keys.leases, self.keys.lease_owners, self.keys.start_ids], [self.owner, 0, entry]
+
+    @property
+    def finish_script(self) -> Any:
+        return self._finish
+
+    def forget(self, entry: bytes) -> None:
+        """Stop tracking an entry whose outcome is recorded (after the ack committed)."""
+        self.in_flight.discard(entry)
+        self.freed.set()
+
+    async def ack(self, entry: bytes) -> bool:
+        """Release the claim of a finished entry; idempotent. False if it was no longer ours."""
+        keys, args = self.ack_args(entry)
+        n = await self._finish(keys=keys, args=args)
+        self.forget(entry)
+        return bool(n)
+
+    async def release_all(self) -> int:
+        """Give every unfinished claim back to the pending list (graceful stop)."""
+        if not self.in_flight:
+            return 0
+        entries = list(self.in_flight)
+        n = await self._finish(
+            keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids],
+            args=[self.owner, 1, *entries],
+        )
+        self.in_flight.clear()
+        return int(n)
+
+    async def requeue_expired(self, limit: int = 1000) -> int:
+        """Sweep expired leases of any owner back to the pending list."""
+        return int(
+            await self._requeue(
+                keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids, self.keys.stats],
+                args=[limit],
+            )
+        )
+
+    async def queue_state(self) -> tuple[int, int]:
+        """(pending entries, leased entries) fleet-wide."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(self.keys.start_ids)
+            pipe.zcard(self.keys.leases)
+            pending, leased = await pipe.execute()
+        return int(pending), int(leased)

@@ -1,0 +1,63 @@
+"""Every default of hotelimages' own settings, each with a one-line note.
+
+Scrapy's own settings that this project changes live in ``settings.py``; the
+values here are read through ``hotelimages.config.HotelsConfig`` only.
+"""
+
+import socket
+
+#: The shared Redis (``redis://:password@host:6379/0``, ``rediss://`` for TLS).
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Extra keyword arguments for the Redis client (timeouts, TLS options).
+REDIS_PARAMS: dict = {"socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30}
+#: Prefix of every Redis key of the project but the input list.
+HOTELS_KEY_PREFIX = "hotels"
+#: The Redis list that hotel IDs (or JSON records) are pushed to.
+HOTELS_REDIS_KEY = "hotels:start_ids"
+#: Template of a hotel's photo listing URL; ``{hotel_id}`` is URL-quoted when filled in.
+HOTEL_LISTING_URL = ""
+#: This node's name, written into every manifest (default: the host name).
+NODE_ID = ""
+#: Regular expression a hotel ID must match whole.
+HOTELS_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+#: Regular expression an image ID must match whole.
+HOTELS_IMAGE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+#: The known image categories; anything else is stored under HOTELS_OTHER_CATEGORY.
+HOTELS_CATEGORIES = ["cover", "exterior", "interior", "reviews"]
+#: Category for images whose category is missing or unknown.
+HOTELS_OTHER_CATEGORY = "other"
+#: How many hex digits of sha1(hotel_id) become folder levels.
+HOTELS_SHARD_DEPTH = 4
+#: How many hotel IDs one claim takes from Redis at most.
+HOTELS_CLAIM_BATCH = 16
+#: How many hotels one process works on at once (claimed, not yet acknowledged).
+HOTELS_MAX_IN_FLIGHT = 48
+#: Seconds a claim stays valid without renewal; expired claims go back to the queue.
+HOTELS_LEASE_SECONDS = 120
+#: Seconds between lease renewals (and expired-lease sweeps) of a running node.
+HOTELS_HEARTBEAT_SECONDS = 15
+#: Seconds to wait for more work once the queue is empty and no claim is held anywhere; 0 = never close.
+HOTELS_IDLE_CLOSE_SECONDS = 10
+#: Seconds between polls of an empty queue.
+HOTELS_POLL_SECONDS = 0.5
+#: Redo hotels that already have a manifest in Redis.
+HOTELS_FORCE = False
+#: Listing pages followed per hotel at most.
+HOTELS_MAX_LISTING_PAGES = 100
+#: Images per hotel at most; a longer listing is cut there and the hotel recorded as partial.
+HOTELS_MAX_IMAGES = 5000
+#: Image formats (Pillow names) that are stored; others are refused.
+HOTELS_ALLOWED_FORMATS = ["JPEG", "PNG", "WEBP", "GIF"]
+#: Fully decode every image (catches any corruption, costs milliseconds per image).
+HOTELS_FULL_DECODE = False
+#: Largest image in pixels; larger ones are refused as decompression bombs.
+HOTELS_MAX_IMAGE_PIXELS = 89_478_485
+#: If not empty, only images on these hosts (or their subdomains) are fetched.
+HOTELS_IMAGE_HOSTS: list = []
+#: fsync each file before renaming it into place (durable against power loss, slower).
+HOTELS_FSYNC = False
+
+
+def default_node_id() -> str:
+    """The node name used when NODE_ID is not set."""
+    return socket.gethostname() or "node"

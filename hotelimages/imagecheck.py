@@ -1,0 +1,96 @@
+"""Checking downloaded bytes: is it an allowed image, how big, is it whole? (no re-encoding)
+
+Pillow reads only the header (tens of microseconds); truncation is caught by
+looking for each format's end marker, and a full decode is optional.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+
+
+class ImageRejected(ValueError):
+    """Bytes that must not be stored; ``reason`` is the code recorded in the manifest."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What the header of a valid image says."""
+
+    format: str
+    ext: str
+    width: int
+    height: int
+
+
+def extension_for(fmt: str) -> str:
+    """The file extension for a Pillow format name: ``JPEG`` -> ``jpg``."""
+    return EXTENSIONS.get(fmt, fmt.lower()[:8])
+
+
+def looks_truncated(fmt: str, body: bytes) -> bool:
+    """True if the bytes lack the end marker their format requires (no decoding)."""
+    tail = body[-1024:].rstrip(b"\0\r\n\t ")
+    if fmt == "JPEG":
+        return not tail.endswith(b"\xff\xd9") and b"\xff\xd9" not in tail[-64:]
+    if fmt == "PNG":
+        return b"IEND" not in tail[-32:]
+    if fmt == "GIF":
+        return not tail.endswith(b";")
+    if fmt == "WEBP":
+        return len(body) < 12 or int.from_bytes(body[4:8], "little") + 8 > len(body)
+    return False
+
+
+def inspect_image(
+    body: bytes,
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF"),
+    max_pixels: int = 89_478_485,
+    full_decode: bool = False,
+) -> ImageMeta:
+    """Check ``body`` and return its format and size; raises ImageRejected with a reason."""
+    if not body:
+        raise ImageRejected("empty_body")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(body), formats=list(allowed_formats)) as im:
+                fmt = im.format or ""
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageRejected("decompression_bomb", f"{width}x{height} pixels")
+                if full_decode:
+                    im.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("decompression_bomb", str(exc)[:200]) from None
+    except UnidentifiedImageError:
+        raise ImageRejected(_unidentified_reason(body)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated" if "truncated" in str(exc) else "corrupt_image"
+        raise ImageRejected(reason, str(exc)[:200]) from None
+    if width <= 0 or height <= 0:
+        raise ImageRejected("corrupt_image", "zero size")
+    if not full_decode and looks_truncated(fmt, body):
+        raise ImageRejected("truncated", f"{fmt} without its end marker")
+    return ImageMeta(fmt, extension_for(fmt), width, height)
+
+
+def _unidentified_reason(body: bytes) -> str:
+    """Tell an image of a refused format from something that is no image at all."""
+    try:
+        with Image.open(io.BytesIO(body)):
+            return "format_not_allowed"
+    except Exception:  # noqa: BLE001 - any failure here means: not an image
+        return "not_an_image"

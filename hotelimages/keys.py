@@ -1,0 +1,51 @@
+"""Names of every Redis key the project uses, built in one place.
+
+| key | type | holds |
+| --- | --- | --- |
+| ``hotels:start_ids`` | list | pending work: hotel IDs or JSON records (LPUSH; nodes take from the right) |
+| ``hotels:leases`` | sorted set | claimed entries, scored by lease deadline (Redis server time, seconds) |
+| ``hotels:lease_owners`` | hash | claimed entry -> owner (``NODE_ID/token``) |
+| ``hotels:manifests`` | hash | hotel ID -> manifest JSON (the hotel is done) |
+| ``hotels:failed`` | hash | hotel ID -> JSON reason of a hotel that could not be done |
+| ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
+| ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The Redis key names for one deployment (prefix ``hotels`` unless configured)."""
+
+    prefix: str = "hotels"
+    start_ids: str = "hotels:start_ids"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}:leases"
+
+    @property
+    def lease_owners(self) -> str:
+        return f"{self.prefix}:lease_owners"
+
+    @property
+    def manifests(self) -> str:
+        return f"{self.prefix}:manifests"
+
+    @property
+    def failed(self) -> str:
+        return f"{self.prefix}:failed"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    def node(self, owner: str) -> str:
+        return f"{self.prefix}:node:{owner}"
+
+    @property
+    def node_pattern(self) -> str:
+        return f"{self.prefix}:node:*"

@@ -1,0 +1,148 @@
+"""Parsing and checking of hotel photo listings (pure functions).
+
+The listing contract: ``{"hotel_id": "...", "images": [{"id", "url", "category"}, ...],
+"next": "<url>" | null}``. The spider's ``parse_listing`` method calls
+``parse_listing_document``; a different source only needs that method changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from hotelimages.items import FailedImage, ImageRef
+from hotelimages.sharding import InvalidId, derive_image_id, validate_id
+
+ALLOWED_SCHEMES = ("http", "https")
+
+
+class ListingError(ValueError):
+    """A listing that cannot be used at all; ``reason`` is the code recorded for the hotel."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class ListingPage:
+    """One page of a listing, not yet checked image by image."""
+
+    hotel_id: str | None
+    images: list[Any] = field(default_factory=list)
+    next_url: str | None = None
+
+
+@dataclass
+class CheckedImages:
+    """A hotel's images after checking: what to fetch, what is refused, how many went to ``other``."""
+
+    images: list[ImageRef] = field(default_factory=list)
+    failed: list[FailedImage] = field(default_factory=list)
+    other_count: int = 0
+
+
+def parse_listing_document(data: Any) -> ListingPage:
+    """Check the shape of a decoded listing document; raises ListingError."""
+    if not isinstance(data, dict):
+        raise ListingError("listing_not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    images = data.get("images", [])
+    if images is None:
+        images = []
+    if not isinstance(images, list):
+        raise ListingError("listing_bad_images", f"'images' must be a list, got {type(images).__name__}")
+    next_url = data.get("next")
+    if next_url is not None and not isinstance(next_url, str):
+        raise ListingError("listing_bad_next", f"'next' must be a string or null, got {next_url!r:.80}")
+    hotel_id = data.get("hotel_id")
+    return ListingPage(hotel_id=None if hotel_id is None else str(hotel_id), images=images, next_url=next_url or None)
+
+
+def parse_listing_json(body: bytes | str) -> ListingPage:
+    """Decode and check one listing page; raises ListingError."""
+    if not body or not body.strip():
+        raise ListingError("listing_empty_body", "the listing response has no body")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ListingError("listing_malformed_json", str(exc)[:200]) from None
+    return parse_listing_document(data)
+
+
+def url_refusal(url: Any, image_hosts: tuple[str, ...] = ()) -> str | None:
+    """Why ``url`` must not be fetched (a reason code), or None if it may be."""
+    if not isinstance(url, str) or not url:
+        return "missing_url"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "malformed_url"
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        return "disallowed_scheme"
+    host = (parts.hostname or "").lower()
+    if not host:
+        return "malformed_url"
+    if image_hosts and not any(host == h or host.endswith("." + h) for h in image_hosts):
+        return "host_not_allowed"
+    return None
+
+
+def check_images(
+    raw_images: list[Any],
+    *,
+    categories: tuple[str, ...],
+    other_category: str,
+    image_id_pattern: str,
+    max_images: int,
+    image_hosts: tuple[str, ...] = (),
+) -> CheckedImages:
+    """Turn raw listing entries into images to fetch and refused images with reasons."""
+    out = CheckedImages()
+    seen: dict[tuple[str, str], str] = {}
+    for raw in raw_images:
+        if not isinstance(raw, dict):
+            out.failed.append(FailedImage(None, None, None, "malformed_image_entry"))
+            continue
+        url = raw.get("url")
+        category = raw.get("category")
+        if category not in categories:
+            category = other_category
+            out.other_count += 1
+        raw_id = raw.get("id")
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+            raw_id = str(raw_id)
+        shown_url = url if isinstance(url, str) else None
+        refusal = url_refusal(url, image_hosts)
+        if raw_id is None or raw_id == "":
+            image_id = derive_image_id(url) if isinstance(url, str) else None
+        else:
+            image_id = raw_id
+        if refusal:
+            out.failed.append(FailedImage(_safe_id(image_id), shown_url, category, refusal))
+            continue
+        try:
+            validate_id(image_id, image_id_pattern, "image")
+        except InvalidId as exc:
+            out.failed.append(FailedImage(None, shown_url, category, exc.reason))
+            continue
+        key = (category, image_id)
+        if key in seen:
+            if seen[key] != url:
+                out.failed.append(FailedImage(image_id, url, category, "duplicate_image_id"))
+            continue
+        if len(out.images) >= max_images:
+            out.failed.append(FailedImage(image_id, url, category, "over_image_limit"))
+            continue
+        seen[key] = url
+        out.images.append(ImageRef(image_id, url, category))
+    return out
+
+
+def _safe_id(value: Any) -> str | None:
+    """An ID fit to show in a manifest, or None (the manifest never echoes hostile strings)."""
+    if isinstance(value, str) and len(value) <= 64 and value.isprintable():
+        return value
+    return None
