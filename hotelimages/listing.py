@@ -146,3 +146,31 @@ def _safe_id(value: Any) -> str | None:
     if isinstance(value, str) and len(value) <= 64 and value.isprintable():
         return value
     return None
+
+
+@dataclass
+class QueueEntry:
+    """What one entry of the pending list asks for: a hotel, with its images inline or not."""
+
+    hotel_id: str
+    inline_images: list[Any] | None = None
+
+
+def parse_queue_entry(raw: bytes, id_pattern: str) -> QueueEntry:
+    """Decode one pending-list entry (a bare ID or a JSON record); raises ListingError or InvalidId."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ListingError("malformed_record", str(exc)[:200]) from None
+        if not isinstance(data, dict) or "hotel_id" not in data:
+            raise ListingError("malformed_record", "a JSON record needs a 'hotel_id'")
+        hotel_id = data["hotel_id"]
+        if isinstance(hotel_id, int) and not isinstance(hotel_id, bool):
+            hotel_id = str(hotel_id)
+        validate_id(hotel_id, id_pattern, "hotel")
+        page = parse_listing_document(data)
+        return QueueEntry(hotel_id, page.images)
+    validate_id(text, id_pattern, "hotel")
+    return QueueEntry(text)

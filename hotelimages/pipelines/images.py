@@ -1,0 +1,195 @@
+"""Image storage: Scrapy's ImagesPipeline storing the original bytes at sharded paths.
+
+Stock ImagesPipeline decodes and re-encodes every image as JPEG; this one checks
+the bytes (format, size, bombs, truncation; see ``imagecheck``) and writes them
+as served, atomically, at ``<store>/<shards>/<hotel_id>/<category>/<image_id>.<ext>``.
+Each image ends as a stored file or a failure with a reason; nothing escapes as
+an exception, and download results are dropped from the media cache once the
+hotel is settled so a long run keeps flat memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from scrapy import Request
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+    UnsupportedURLSchemeError,
+)
+from scrapy.pipelines.images import ImagesPipeline
+from twisted.internet import error as twisted_error
+
+from hotelimages.config import HotelsConfig
+from hotelimages.fingerprint import IMAGE_META_KEY, image_fingerprint
+from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
+from hotelimages.items import FailedImage, HotelItem, StoredImage
+from hotelimages.listing import url_refusal
+from hotelimages.sharding import hotel_dir, image_relpath, resolve_in_store
+from hotelimages.storage import write_atomic
+
+logger = logging.getLogger(__name__)
+
+FAILURE_META_KEY = "hotelimages_failure"
+
+_EXCEPTION_REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
+    ((DownloadTimeoutError, twisted_error.TimeoutError, TimeoutError), "timeout"),
+    (
+        (DownloadConnectionRefusedError, twisted_error.ConnectionRefusedError, ConnectionRefusedError),
+        "connection_refused",
+    ),
+    ((CannotResolveHostError, twisted_error.DNSLookupError), "dns_error"),
+    ((ResponseDataLossError,), "data_loss"),
+    ((UnsupportedURLSchemeError,), "disallowed_scheme"),
+    ((DownloadFailedError, twisted_error.ConnectionLost, twisted_error.ConnectError), "connection_error"),
+]
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short reason code for an exception raised while downloading an image."""
+    if isinstance(exc, DownloadCancelledError):
+        return "too_large" if "max" in str(exc).lower() else "cancelled"
+    if isinstance(exc, IgnoreRequest):
+        return "redirect_loop" if "redirect" in str(exc).lower() else "ignored"
+    for classes, reason in _EXCEPTION_REASONS:
+        if isinstance(exc, classes):
+            return reason
+    name = type(exc).__name__
+    if "ResponseNeverReceived" in name or "ConnectionLost" in name:
+        return "connection_error"
+    if "Decompression" in name or "decompress" in str(exc).lower():
+        return "decompression_bomb"
+    return f"error_{name.lower()}"
+
+
+class ShardedImagesPipeline(ImagesPipeline):
+    """Stores each image of a HotelItem as its original bytes under the hotel's sharded folder."""
+
+    LOG_FAILED_RESULTS = False
+
+    def __init__(self, store_uri: str, download_func: None = None, *, crawler: Any):
+        super().__init__(store_uri, crawler=crawler)
+        self.cfg = HotelsConfig.from_settings(crawler.settings)
+        self.store_root = Path(store_uri).resolve()
+        self.stats = crawler.stats
+
+    # Overridable Interface
+    def get_media_requests(self, item: Any, info: Any) -> list[Request]:
+        if not isinstance(item, HotelItem) or item.failure:
+            return []
+        item.media_requests = [
+            Request(
+                img.url,
+                meta={IMAGE_META_KEY: (item.hotel_id, img.category, img.id)},
+                dont_filter=True,
+            )
+            for img in item.images
+        ]
+        return item.media_requests
+
+    def media_to_download(self, request: Request, info: Any, *, item: Any = None) -> dict | None:
+        """Reuse a complete file already stored for this image (resume), if not older than IMAGES_EXPIRES."""
+        hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
+        folder = self.store_root / hotel_dir(hotel_id, self.cfg.shard_depth, self.cfg.id_pattern) / category
+        if not folder.is_dir():
+            return None
+        for ext in EXTENSIONS.values():
+            path = folder / f"{image_id}.{ext}"
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if self.expires and (time.time() - st.st_mtime) > self.expires * 86400:
+                return None
+            body = path.read_bytes()
+            try:
+                meta = inspect_image(body, self.cfg.allowed_formats, self.cfg.max_image_pixels, self.cfg.full_decode)
+            except ImageRejected:
+                return None  # a bad leftover: download again and overwrite it
+            self.stats.inc_value("hotelimages/images/uptodate")
+            return self._result(request, request.url, body, meta.width, meta.height, path.name, "uptodate")
+        return None
+
+    async def media_downloaded(self, response: Any, request: Request, info: Any, *, item: Any = None) -> dict:
+        try:
+            return self._store(response, request)
+        except ImageRejected as exc:
+            return self._failed(request, exc.reason, str(exc))
+
+    def media_failed(self, failure: Any, request: Request, info: Any) -> None:
+        # Returning instead of raising keeps Scrapy from logging a traceback per failed
+        # image; item_completed reads the reason back from the request.
+        reason = failure_reason(failure.value)
+        self._failed(request, reason, str(failure.value))
+
+    def item_completed(self, results: list, item: Any, info: Any) -> Any:
+        if not isinstance(item, HotelItem):
+            return item
+        for (ok, value), request, img in zip(results, item.media_requests, item.images, strict=True):
+            if ok and isinstance(value, dict) and value.get("status") != "failed":
+                item.stored.append(value["stored"])
+            else:
+                reason = request.meta.get(FAILURE_META_KEY) or (
+                    value.get("reason") if isinstance(value, dict) else None
+                )
+                if reason is None:
+                    reason = failure_reason(value.value) if hasattr(value, "value") else "unknown"
+                item.failed.append(FailedImage(img.id, img.url, img.category, reason))
+            # Bound memory: Scrapy would keep every result for the spider's lifetime.
+            info.downloaded.pop(image_fingerprint(item.hotel_id, img.category, img.id, img.url), None)
+        item.media_requests = []
+        return item
+
+    # Internals
+    def _store(self, response: Any, request: Request) -> dict:
+        if response.status != 200:
+            raise ImageRejected(f"http_{response.status}")
+        refusal = url_refusal(response.url, self.cfg.image_hosts)
+        if refusal:
+            raise ImageRejected(refusal, f"after redirects: {response.url[:200]}")
+        body = response.body
+        meta = inspect_image(body, self.cfg.allowed_formats, self.cfg.max_image_pixels, self.cfg.full_decode)
+        if meta.width < self.min_width or meta.height < self.min_height:
+            raise ImageRejected("too_small", f"{meta.width}x{meta.height}")
+        hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
+        rel = image_relpath(hotel_id, category, image_id, meta.ext, self.cfg.shard_depth, self.cfg.image_id_pattern)
+        path = resolve_in_store(self.store_root, rel)
+        write_atomic(path, body, self.cfg.fsync)
+        self.stats.inc_value("hotelimages/images/stored")
+        self.stats.inc_value("hotelimages/images/bytes", len(body))
+        return self._result(request, request.url, body, meta.width, meta.height, path.name, "downloaded")
+
+    def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str) -> dict:
+        hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
+        digest = hashlib.sha1(body).hexdigest()
+        stored = StoredImage(image_id, url, category, name, len(body), width, height, digest)
+        return {"url": url, "path": name, "checksum": digest, "status": status, "stored": stored}
+
+    def _failed(self, request: Request, reason: str, detail: str) -> dict:
+        request.meta[FAILURE_META_KEY] = reason
+        self.stats.inc_value("hotelimages/images/failed")
+        self.stats.inc_value(f"hotelimages/images/failed/{reason}")
+        logger.warning(
+            "Image not stored (%(reason)s): %(url)s of hotel %(hotel)s: %(detail)s",
+            {
+                "reason": reason, "url": request.url[:300],
+                "hotel": request.meta[IMAGE_META_KEY][0], "detail": detail[:300],
+            },
+        )
+        return {"url": request.url, "path": "", "checksum": None, "status": "failed", "reason": reason}
+
+    def file_path(self, request: Request, response: Any = None, info: Any = None, *, item: Any = None) -> str:
+        # The extension is only known once the bytes are checked; this is the JPEG guess
+        # that stock code paths (if any call it) would see.
+        hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
+        return image_relpath(hotel_id, category, image_id, "jpg", self.cfg.shard_depth, self.cfg.image_id_pattern)

@@ -1,0 +1,125 @@
+"""Recording each hotel's outcome: manifest file, Redis records, then the claim's ack.
+
+For a settled hotel it writes ``<hotel dir>/manifest.json`` atomically, then in
+one Redis transaction stores the same JSON in ``hotels:manifests``, drops any
+old entry in ``hotels:failed``, bumps the fleet counters and acknowledges the
+claim. A hotel that failed as a whole goes to ``hotels:failed`` instead. Redis
+errors are retried with capped backoff; until the ack commits the hotel stays
+claimed (and is requeued if this node dies), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hotelimages import manifest as mf
+from hotelimages.config import HotelsConfig
+from hotelimages.items import HotelItem
+from hotelimages.sharding import hotel_dir, resolve_in_store
+from hotelimages.storage import write_atomic
+
+logger = logging.getLogger(__name__)
+
+REDIS_RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class ManifestPipeline:
+    """Writes manifests and failure records, and acknowledges claims."""
+
+    def __init__(self, crawler: Any, cfg: HotelsConfig, store: str):
+        self.crawler = crawler
+        self.cfg = cfg
+        self.store = store
+        self.store_root = Path(store).resolve()
+        self.stats = crawler.stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> ManifestPipeline:
+        return cls(crawler, HotelsConfig.from_settings(crawler.settings), str(crawler.settings.get("IMAGES_STORE")))
+
+    async def process_item(self, item: Any) -> Any:
+        if not isinstance(item, HotelItem):
+            return item
+        leases = self.crawler.spider.leases
+        now = mf.utc_now()
+        if item.failure:
+            record = mf.failure_record(item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now)
+            status = "rejected" if item.failure.startswith("invalid_") else "failed"
+            await self._commit(item, leases, status, failed_json=json.dumps(record))
+            logger.warning(
+                "Hotel %(hotel)s failed (%(reason)s): %(detail)s",
+                {"hotel": item.hotel_id[:80], "reason": item.failure, "detail": item.failure_detail[:300]},
+            )
+            return item
+        rel = hotel_dir(item.hotel_id, self.cfg.shard_depth, self.cfg.id_pattern)
+        manifest = mf.build_manifest(
+            hotel_id=item.hotel_id,
+            node=self.cfg.node_id,
+            store=self.store,
+            hotel_dir=rel,
+            stored=item.stored,
+            failed=item.failed,
+            categories=(*self.cfg.categories, self.cfg.other_category),
+            started_at=item.started_at,
+            finished_at=now,
+        )
+        text = mf.dumps(manifest)
+        path = resolve_in_store(self.store_root, f"{rel}/{mf.MANIFEST_NAME}")
+        await asyncio.to_thread(write_atomic, path, text.encode("utf-8"), self.cfg.fsync)
+        await self._commit(
+            item, leases, manifest["status"], manifest_json=text,
+            images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
+        )
+        logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
+        return item
+
+    async def _commit(
+        self,
+        item: HotelItem,
+        leases: Any,
+        status: str,
+        *,
+        manifest_json: str | None = None,
+        failed_json: str | None = None,
+        images: int = 0,
+        nbytes: int = 0,
+        failed_images: int = 0,
+    ) -> None:
+        keys = self.cfg.keys
+        delay = 0.5
+        while True:
+            try:
+                async with leases.client.pipeline(transaction=True) as pipe:
+                    if manifest_json is not None:
+                        pipe.hset(keys.manifests, item.hotel_id, manifest_json)
+                        pipe.hdel(keys.failed, item.hotel_id)
+                    if failed_json is not None:
+                        pipe.hset(keys.failed, item.hotel_id[:200], failed_json)
+                    pipe.hincrby(keys.stats, f"hotels/{status}", 1)
+                    if images:
+                        pipe.hincrby(keys.stats, "images/stored", images)
+                        pipe.hincrby(keys.stats, "images/bytes", nbytes)
+                    if failed_images:
+                        pipe.hincrby(keys.stats, "images/failed", failed_images)
+                    ack_keys, ack_args = leases.ack_args(item.entry)
+                    await leases.finish_script(keys=ack_keys, args=ack_args, client=pipe)
+                    results = await pipe.execute()
+                break
+            except REDIS_RETRY_ERRORS as exc:
+                logger.warning(
+                    "Redis unreachable while recording hotel %(hotel)s (%(error)s); retrying in %(delay).1fs",
+                    {"hotel": item.hotel_id[:80], "error": type(exc).__name__, "delay": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if not results[-1]:
+            logger.info("Claim on hotel %(hotel)s had already passed to another node", {"hotel": item.hotel_id[:80]})
+        leases.forget(item.entry)
+        self.stats.inc_value(f"hotelimages/hotels/{status}")

@@ -1,0 +1,54 @@
+"""Scrapy settings of the hotelimages project: only what differs from Scrapy's defaults.
+
+hotelimages' own settings and their defaults live in ``hotelimages/defaults.py``.
+Environment variables named in ``config.ENV_SETTINGS`` (REDIS_URL, HOTELS_REDIS_KEY,
+HOTEL_LISTING_URL, IMAGES_STORE, NODE_ID) override the values here; ``-s NAME=value``
+overrides both.
+"""
+
+import os
+
+from hotelimages.config import env_overrides
+
+BOT_NAME = "hotelimages"
+SPIDER_MODULES = ["hotelimages.spiders"]
+NEWSPIDER_MODULE = "hotelimages.spiders"
+ROBOTSTXT_OBEY = False
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19 opens a remote-control HTTP port by default; a lent office PC must not.
+REMOTE_CONTROL_ENABLED = False
+LOG_LEVEL = "INFO"
+
+# --- Storage and pipelines ---------------------------------------------------
+IMAGES_STORE = "images"
+ITEM_PIPELINES = {
+    "hotelimages.pipelines.images.ShardedImagesPipeline": 300,
+    "hotelimages.pipelines.manifests.ManifestPipeline": 800,
+}
+# Image CDNs redirect; RedirectMiddleware only follows http/https targets.
+MEDIA_ALLOW_REDIRECTS = True
+IMAGES_EXPIRES = 90
+
+# --- Work distribution -------------------------------------------------------
+# Every request is unique by construction (one claim, one listing; images keyed
+# by hotel and image ID), and a requeued hotel must never be filtered out.
+DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
+REQUEST_FINGERPRINTER_CLASS = "hotelimages.fingerprint.HotelRequestFingerprinter"
+
+# --- Throughput for an image CDN ----------------------------------------------
+CONCURRENT_REQUESTS = 64
+CONCURRENT_REQUESTS_PER_DOMAIN = 32
+CONCURRENT_ITEMS = 16
+DOWNLOAD_DELAY = 0
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 0
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+REDIRECT_MAX_TIMES = 5
+REACTOR_THREADPOOL_MAXSIZE = 8
+
+# --- Environment ---------------------------------------------------------------
+globals().update(env_overrides(os.environ))

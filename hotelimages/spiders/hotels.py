@@ -1,0 +1,265 @@
+"""The ``hotels`` spider: claims hotels from Redis and turns each into one HotelItem.
+
+A hotel's listing pages are followed to the end, so the images pipeline sees
+all of a hotel's images as one unit. Claims are taken whenever this process
+has room (not only when the spider goes idle), so the downloader stays busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import scrapy
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from scrapy import signals
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from hotelimages import manifest as mf
+from hotelimages.claims import LeaseManager, new_owner
+from hotelimages.config import HotelsConfig
+from hotelimages.items import HotelItem
+from hotelimages.listing import (
+    ListingError,
+    ListingPage,
+    check_images,
+    parse_listing_json,
+    parse_queue_entry,
+    url_refusal,
+)
+from hotelimages.pipelines.images import failure_reason
+from hotelimages.redisconn import async_client, redact_url
+from hotelimages.sharding import InvalidId
+
+logger = logging.getLogger(__name__)
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _shown(raw: bytes) -> str:
+    """A claimed entry as text fit for a log line or a Redis field."""
+    return raw.decode("utf-8", errors="replace").strip()[:200]
+
+
+class HotelsSpider(scrapy.Spider):
+    """Downloads every photo of the hotels pushed to HOTELS_REDIS_KEY."""
+
+    name = "hotels"
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> HotelsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.cfg = HotelsConfig.from_settings(crawler.settings)
+        spider.redis = async_client(spider.cfg.redis_url, spider.cfg.redis_params)
+        spider.leases = LeaseManager(
+            spider.redis, spider.cfg.keys, new_owner(spider.cfg.node_id), spider.cfg.lease_seconds
+        )
+        spider._heartbeat_task = None
+        crawler.signals.connect(spider._on_spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(spider._on_item_error, signal=signals.item_error)
+        return spider
+
+    # Overridable Interface
+    def parse_listing(self, response: Any) -> ListingPage:
+        """Turn one listing response into a ListingPage; override for another source format."""
+        return parse_listing_json(response.body)
+
+    def listing_url(self, hotel_id: str) -> str:
+        """The URL of a hotel's first listing page."""
+        return self.cfg.listing_url.format(hotel_id=quote(hotel_id, safe=""))
+
+    # Claiming
+    async def start(self) -> AsyncIterator[Any]:
+        cfg = self.cfg
+        logger.info(
+            "Node %(owner)s claiming hotels from %(key)s on %(url)s",
+            {"owner": self.leases.owner, "key": cfg.keys.start_ids, "url": redact_url(cfg.redis_url)},
+        )
+        self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
+        idle_since: float | None = None
+        backoff = 0.5
+        while True:
+            room = cfg.max_in_flight - len(self.leases.in_flight)
+            if room <= 0:
+                await self._wait_for_room()
+                continue
+            try:
+                entries = await self.leases.claim(min(cfg.claim_batch, room))
+                if entries:
+                    for out in await self._start_entries(entries):
+                        yield out
+                    idle_since = None
+                    backoff = 0.5
+                    continue
+                if self.leases.in_flight:
+                    await self._wait_for_room()
+                    continue
+                pending, leased = await self.leases.queue_state()
+            except REDIS_DOWN as exc:
+                logger.warning(
+                    "Redis unreachable at %(url)s (%(error)s): not claiming; retrying in %(delay).1fs",
+                    {"url": redact_url(cfg.redis_url), "error": exc, "delay": backoff},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            now = time.monotonic()
+            if pending or leased or not cfg.idle_close_seconds:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since >= cfg.idle_close_seconds:
+                logger.info("Queue empty and no hotel claimed for %.1fs: closing", cfg.idle_close_seconds)
+                return
+            await asyncio.sleep(cfg.poll_seconds)
+
+    async def _wait_for_room(self) -> None:
+        self.leases.freed.clear()
+        try:
+            await asyncio.wait_for(self.leases.freed.wait(), timeout=self.cfg.poll_seconds)
+        except TimeoutError:
+            pass
+
+    async def _start_entries(self, entries: list[bytes]) -> list[Any]:
+        """Requests and items for freshly claimed entries; done hotels are acknowledged at once."""
+        parsed: list[tuple[bytes, Any]] = []
+        for raw in entries:
+            try:
+                parsed.append((raw, parse_queue_entry(raw, self.cfg.id_pattern)))
+            except (InvalidId, ListingError) as exc:
+                parsed.append((raw, exc))
+        done: set[str] = set()
+        if not self.cfg.force:
+            ids = [p.hotel_id for _, p in parsed if not isinstance(p, Exception)]
+            if ids:
+                found = await self.redis.hmget(self.cfg.keys.manifests, ids)
+                done = {hid for hid, m in zip(ids, found, strict=True) if m is not None}
+        out: list[Any] = []
+        started = mf.utc_now()
+        for raw, entry in parsed:
+            if isinstance(entry, Exception):
+                out.append(HotelItem(raw, _shown(raw), started, failure=entry.reason, failure_detail=str(entry)))
+            elif entry.hotel_id in done:
+                await self.leases.ack(raw)
+                await self.redis.hincrby(self.cfg.keys.stats, "hotels/skipped_done", 1)
+                self.crawler.stats.inc_value("hotelimages/hotels/skipped_done")
+                logger.info("Hotel %s is already done: skipped (set HOTELS_FORCE to redo)", entry.hotel_id)
+            elif entry.inline_images is not None:
+                out.append(self.hotel_item(raw, entry.hotel_id, started, entry.inline_images))
+            elif not self.cfg.listing_url:
+                out.append(HotelItem(raw, entry.hotel_id, started, failure="no_listing_url",
+                                     failure_detail="HOTEL_LISTING_URL is not set and the entry has no images"))
+            else:
+                out.append(self._listing_request(self.listing_url(entry.hotel_id), raw, entry.hotel_id, started, [], 1))
+        return out
+
+    # Listings
+    def _listing_request(self, url: str, raw: bytes, hotel_id: str, started: str, images: list, page: int) -> Any:
+        return scrapy.Request(
+            url,
+            callback=self.parse_listing_page,
+            errback=self.listing_failed,
+            cb_kwargs={"raw": raw, "hotel_id": hotel_id, "started": started, "images": images, "page": page},
+            meta={"hotel_listing": hotel_id},
+            dont_filter=True,
+        )
+
+    def parse_listing_page(
+        self, response: Any, raw: bytes, hotel_id: str, started: str, images: list, page: int
+    ) -> Iterator[Any]:
+        try:
+            doc = self.parse_listing(response)
+            if doc.hotel_id is not None and doc.hotel_id != hotel_id:
+                raise ListingError("listing_hotel_mismatch", f"listing is for hotel {doc.hotel_id[:80]!r}")
+            images.extend(doc.images)
+            if doc.next_url and len(images) <= self.cfg.max_images:
+                next_url = response.urljoin(doc.next_url)
+                if page >= self.cfg.max_listing_pages:
+                    raise ListingError("listing_too_many_pages", f"more than {self.cfg.max_listing_pages} pages")
+                refusal = url_refusal(next_url)
+                if refusal:
+                    raise ListingError("listing_bad_next", f"{refusal}: {next_url[:200]}")
+                yield self._listing_request(next_url, raw, hotel_id, started, images, page + 1)
+                return
+            yield self.hotel_item(raw, hotel_id, started, images)
+        except ListingError as exc:
+            yield HotelItem(raw, hotel_id, started, failure=exc.reason, failure_detail=exc.detail)
+        except Exception as exc:  # noqa: BLE001 - a bug must not strand a claimed hotel
+            logger.exception("Error parsing the listing of hotel %s", hotel_id)
+            yield HotelItem(raw, hotel_id, started, failure="internal_error", failure_detail=repr(exc)[:300])
+
+    def listing_failed(self, failure: Any) -> Iterator[Any]:
+        kw = failure.request.cb_kwargs
+        exc = failure.value
+        if isinstance(exc, HttpError):
+            reason = f"listing_http_{exc.response.status}"
+        else:
+            reason = f"listing_{failure_reason(exc)}"
+        yield HotelItem(kw["raw"], kw["hotel_id"], kw["started"], failure=reason, failure_detail=str(exc)[:300])
+
+    def hotel_item(self, raw: bytes, hotel_id: str, started: str, raw_images: list) -> HotelItem:
+        """The item of a hotel whose listing is complete."""
+        cfg = self.cfg
+        checked = check_images(
+            raw_images,
+            categories=cfg.categories,
+            other_category=cfg.other_category,
+            image_id_pattern=cfg.image_id_pattern,
+            max_images=cfg.max_images,
+            image_hosts=cfg.image_hosts,
+        )
+        if checked.other_count:
+            self.crawler.stats.inc_value("hotelimages/images/category_other", checked.other_count)
+        for failed in checked.failed:
+            self.crawler.stats.inc_value(f"hotelimages/images/failed/{failed.reason}")
+        return HotelItem(raw, hotel_id, started, images=checked.images, failed=checked.failed)
+
+    # Leases and shutdown
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.heartbeat_seconds)
+            try:
+                lost = await self.leases.renew()
+                if lost:
+                    logger.warning("Lost the lease of %d hotels (expired and requeued): another node may redo them",
+                                   len(lost))
+                swept = await self.leases.requeue_expired()
+                if swept:
+                    logger.info("Requeued %d hotels whose lease had expired", swept)
+            except RedisError as exc:
+                logger.warning("Lease heartbeat failed (%s); will retry", exc)
+
+    async def _on_spider_closed(self, spider: Any, reason: str) -> None:
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+        try:
+            released = await self.leases.release_all()
+            if released:
+                logger.info("Returned %d unfinished hotels to the queue", released)
+        except RedisError as exc:
+            logger.warning(
+                "Could not return %d unfinished hotels (%s): they are requeued when their lease expires",
+                len(self.leases.in_flight), exc,
+            )
+        await self.redis.aclose()
+
+    def _on_item_error(self, item: Any, response: Any, spider: Any, failure: Any) -> None:
+        if isinstance(item, HotelItem):
+            logger.error("Hotel %s could not be recorded: %r", item.hotel_id, failure.value)
+            asyncio.ensure_future(self._record_internal_error(item, repr(failure.value)))
+
+    async def _record_internal_error(self, item: HotelItem, detail: str) -> None:
+        """Settle a hotel that a pipeline raised on, so its claim is not renewed forever."""
+        record = mf.failure_record(item.hotel_id, "internal_error", detail, self.cfg.node_id, mf.utc_now())
+        try:
+            await self.redis.hset(self.cfg.keys.failed, item.hotel_id[:200], json.dumps(record))
+            await self.leases.ack(item.entry)
+        except RedisError:
+            self.leases.in_flight.discard(item.entry)  # its lease expires and it is requeued

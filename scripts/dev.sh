@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The README's two commands: `bash scripts/dev.sh demo` and `bash scripts/dev.sh test`.
+# Both make (or reuse) a virtualenv in .venv from requirements-dev.txt first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${HOTELIMAGES_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+setup() {
+    local stamp="$VENV/.requirements.sha1"
+    local want
+    want=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -d' ' -f1)
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "Installing python3-venv with apt-get ..." >&2
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        else
+            echo "error: '$PY -m venv' is not available; install python3-venv (Debian) first" >&2
+            exit 1
+        fi
+    fi
+    echo "Creating $VENV and installing requirements-dev.txt ..." >&2
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+    echo "$want" > "$stamp"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    demo) setup; exec "$VENV/bin/python" scripts/demo "$@" ;;
+    test)
+        setup
+        "$VENV/bin/ruff" check .
+        exec "$VENV/bin/python" -m pytest -q "$@"
+        ;;
+    *) echo "usage: bash scripts/dev.sh {demo|test|setup} [args...]" >&2; exit 2 ;;
+esac
