@@ -38,6 +38,19 @@ def extension_for(fmt: str) -> str:
     return EXTENSIONS.get(fmt, fmt.lower()[:8])
 
 
+def sniff_format(body: bytes) -> str | None:
+    """The format that ``body``'s magic bytes announce, if one of the usual four."""
+    if body.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if body.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if body.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if body.startswith(b"RIFF") and body[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
 def looks_truncated(fmt: str, body: bytes) -> bool:
     """True if the bytes lack the end marker their format requires (no decoding)."""
     tail = body[-1024:].rstrip(b"\0\r\n\t ")
@@ -78,8 +91,9 @@ def inspect_image(
     except UnidentifiedImageError:
         raise ImageRejected(_unidentified_reason(body)) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        reason = "truncated" if "truncated" in str(exc) else "corrupt_image"
-        raise ImageRejected(reason, str(exc)[:200]) from None
+        guessed = sniff_format(body)
+        truncated = "truncated" in str(exc) or (guessed is not None and looks_truncated(guessed, body))
+        raise ImageRejected("truncated" if truncated else "corrupt_image", str(exc)[:200]) from None
     if width <= 0 or height <= 0:
         raise ImageRejected("corrupt_image", "zero size")
     if not full_decode and looks_truncated(fmt, body):

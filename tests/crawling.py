@@ -1,0 +1,61 @@
+"""Helpers for end-to-end tests: a real demo server process and real `scrapy crawl hotels` runs."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from hotelimages.demo import catalogue
+from hotelimages.demo.run import ROOT, crawl_env, start_demo_server
+from hotelimages.sharding import derive_image_id, hotel_dir
+
+KNOWN = ("cover", "exterior", "interior", "reviews")
+
+
+@contextmanager
+def demo_server(hotels: int, faults: str = "", slow_seconds: float = 3.0):
+    """A running demo server process; yields its base URL."""
+    proc, url = start_demo_server(hotels, faults, slow_seconds)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-node", *settings: str,
+              timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run one node until the queue is drained; returns the finished process (log in .stderr)."""
+    args = [sys.executable, "-m", "scrapy", "crawl", "hotels", "-s", "HOTELS_IDLE_CLOSE_SECONDS=1",
+            "-s", "HOTELS_POLL_SECONDS=0.2"]
+    for s in settings:
+        args += ["-s", s]
+    return subprocess.run(args, cwd=ROOT, env=crawl_env(redis_url, base_url, store, node_id),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None) -> dict[str, str]:
+    """Relative path -> sha1 of every file a clean crawl of a demo hotel stores."""
+    out = {}
+    for index, img in enumerate(catalogue.hotel_images(hotel_id)):
+        if index == skip_index:
+            continue
+        url = f"{base_url}/img/{hotel_id}/{index}/{img.path_id}.{img.url_ext}"
+        image_id = img.id or derive_image_id(url)
+        category = img.category if img.category in KNOWN else "other"
+        ext = catalogue.FORMAT_EXT[img.format]
+        rel = f"{hotel_dir(hotel_id)}/{category}/{image_id}.{ext}"
+        out[rel] = hashlib.sha1(catalogue.image_bytes(hotel_id, index)).hexdigest()
+    return out
+
+
+def files_under(store: Path) -> dict[str, str]:
+    """Relative path -> sha1 of every image file under a store (manifests left out)."""
+    return {
+        p.relative_to(store).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in store.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    }

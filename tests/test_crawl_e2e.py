@@ -1,0 +1,92 @@
+"""End to end: a real redis-server, the demo server and a real `scrapy crawl hotels` process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from crawling import demo_server, expected_files, files_under, run_crawl
+
+from hotelimages.demo import catalogue
+from hotelimages.keys import Keys
+from hotelimages.sharding import hotel_dir
+
+KEYS = Keys()
+HOTELS = 120
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with demo_server(HOTELS + 10) as url:
+        yield url
+
+
+def test_crawl_stores_every_image_at_its_sharded_path(redis_client, redis_url, base_url, tmp_path):
+    ids = catalogue.hotel_ids(HOTELS)
+    inline = ids[::4]  # every fourth hotel is pushed as a JSON record with its listing inline
+    for hid in ids:
+        if hid in inline:
+            images = []
+            for index, img in enumerate(catalogue.hotel_images(hid)):
+                entry = {"url": f"{base_url}/img/{hid}/{index}/{img.path_id}.{img.url_ext}"}
+                if img.id:
+                    entry["id"] = img.id
+                if img.category:
+                    entry["category"] = img.category
+                images.append(entry)
+            redis_client.lpush(KEYS.start_ids, json.dumps({"hotel_id": hid, "images": images}))
+        else:
+            redis_client.lpush(KEYS.start_ids, hid)
+    store = tmp_path / "store"
+
+    proc = run_crawl(redis_url, base_url, store, "node-e2e")
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Queue empty" in proc.stderr  # it ended by itself
+    expected = {}
+    for hid in ids:
+        expected.update(expected_files(hid, base_url))
+    assert files_under(store) == expected
+    assert redis_client.hlen(KEYS.manifests) == HOTELS
+    assert redis_client.llen(KEYS.start_ids) == 0
+    assert redis_client.zcard(KEYS.leases) == 0
+    assert redis_client.hlen(KEYS.lease_owners) == 0
+    assert redis_client.hlen(KEYS.failed) == 0
+    for hid in ids:
+        folder = store / hotel_dir(hid)
+        on_disk = json.loads((folder / "manifest.json").read_text())
+        in_redis = json.loads(redis_client.hget(KEYS.manifests, hid))
+        assert on_disk == in_redis
+        assert on_disk["status"] == "complete"
+        assert on_disk["node"] == "node-e2e"
+        assert on_disk["dir"] == hotel_dir(hid)
+        assert on_disk["store"] == str(store)
+        listed = {
+            f"{on_disk['dir']}/{cat}/{f['file']}": f["sha1"]
+            for cat, files in on_disk["images"].items()
+            for f in files
+        }
+        assert listed == {k: v for k, v in expected.items() if k.startswith(hotel_dir(hid) + "/")}
+        for cat, files in on_disk["images"].items():
+            for f in files:
+                assert f["bytes"] == (folder / cat / f["file"]).stat().st_size
+    stats = {k.decode(): int(v) for k, v in redis_client.hgetall(KEYS.stats).items()}
+    assert stats["hotels/complete"] == HOTELS
+    assert stats["images/stored"] == len(expected)
+
+
+def test_hotel_already_done_is_not_downloaded_again(redis_client, redis_url, base_url, tmp_path):
+    hid = catalogue.hotel_ids(1)[0]
+    store = tmp_path / "store"
+    redis_client.lpush(KEYS.start_ids, hid)
+    assert run_crawl(redis_url, base_url, store).returncode == 0
+    first = json.loads(redis_client.hget(KEYS.manifests, hid))
+    redis_client.lpush(KEYS.start_ids, hid)
+
+    proc = run_crawl(redis_url, base_url, store)
+
+    assert proc.returncode == 0
+    assert "already done" in proc.stderr
+    assert json.loads(redis_client.hget(KEYS.manifests, hid)) == first
+    assert int(redis_client.hget(KEYS.stats, "hotels/skipped_done")) == 1
+    assert redis_client.llen(KEYS.start_ids) == 0 and redis_client.zcard(KEYS.leases) == 0
