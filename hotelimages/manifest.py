@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from hotelimages.items import FailedImage, StoredImage
@@ -55,7 +55,7 @@ class Manifest(TypedDict):
 
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string with a ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def hotel_status(stored: int, failed: int) -> str:
