@@ -1,0 +1,584 @@
+"""Packing a node's store into tar shards, each with an index and a sha256, for the trip to the central disk.
+
+A shard ``<name>.tar`` holds whole hotels at their sharded paths (images, then the
+hotel's ``manifest.json``). Next to it:
+
+- ``<name>.tar.index.jsonl``: one JSON line per member: ``path``, ``bytes``, ``sha1``, ``hotel_id``;
+- ``<name>.tar.sha256``: the shard's sha256 in ``sha256sum`` format, written last, so a
+  shard without it is unfinished.
+
+``<out>/packed.jsonl`` records every hotel packed (ID, sha1 of its manifest, shard), so a
+second run packs only hotels that are new or whose manifest changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from hotelimages.catalog import find_manifests
+from hotelimages.manifest import MANIFEST_NAME, STATUSES
+from hotelimages.sharding import InvalidId, hotel_dir, validate_id
+
+logger = logging.getLogger(__name__)
+
+#: Largest shard (uncompressed tar bytes) unless told otherwise; a single larger hotel gets a shard of its own.
+DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
+#: The record of packed hotels inside the output folder.
+PACKED_RECORD = "packed.jsonl"
+INDEX_SUFFIX = ".index.jsonl"
+SHA256_SUFFIX = ".sha256"
+#: Compression name -> (tarfile stream mode, shard file extension).
+COMPRESSIONS = {
+    "none": ("w|", ".tar"),
+    "gz": ("w|gz", ".tar.gz"),
+    "bz2": ("w|bz2", ".tar.bz2"),
+    "xz": ("w|xz", ".tar.xz"),
+}
+#: The file name endings of shards.
+SHARD_EXTENSIONS = tuple(ext for _, ext in COMPRESSIONS.values())
+
+_BLOCK = tarfile.BLOCKSIZE
+_CHUNK = 1024 * 1024
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# Small shared helpers (merging uses them too)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``4G``, ``500MiB``, ``1.5g`` or ``123456``; binary units."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise ValueError(f"invalid size {text!r} (examples: 4G, 500M, 1048576)")
+    value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if value <= 0:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return value
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB``-style text for reports."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def sidecar(shard: Path, suffix: str) -> Path:
+    """The index or sha256 file next to a shard."""
+    return shard.with_name(shard.name + suffix)
+
+
+def sha1_file(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 text (``2026-11-30``, ``...T08:00:00Z``, with an offset)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes what passes through it."""
+
+    def __init__(self, raw: IO[bytes], hasher: Any):
+        self.raw = raw
+        self.hasher = hasher
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hasher.update(data)
+        self.count += len(data)
+        return data
+
+
+class HashingWriter:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes], hasher: Any):
+        self.raw = raw
+        self.hasher = hasher
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.hasher.update(data)
+        self.count += len(data)
+        return len(data)
+
+
+class ProgressBar:
+    """A one-line progress display: bytes done/total, rate and ETA; for scripts, on stderr.
+
+    On a terminal the line is redrawn in place at most 5 times a second; otherwise a
+    line is written every 10 seconds so logs stay readable.
+    """
+
+    def __init__(self, label: str, stream: IO[str] | None = None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.interval = 0.2 if self.tty else 10.0
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.done = 0
+        self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        if now - self.last >= self.interval or done >= total:
+            self.last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if rate > 0 else "--:--:--"
+        line = (
+            f"{self.label}: {format_bytes(self.done)} / {format_bytes(self.total)} {pct:5.1f}%"
+            f"  {format_bytes(rate)}/s  ETA {eta_text}"
+        )
+        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        self._draw(time.monotonic())
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# Finding what to pack
+
+
+@dataclass(frozen=True)
+class PackMember:
+    """One file of a hotel: its path in the store (POSIX, relative) and on disk."""
+
+    path: str
+    source: Path
+    bytes: int
+    expected_sha1: str | None  # from the manifest; None for the manifest itself
+
+
+@dataclass
+class HotelToPack:
+    """A settled hotel found in the store, with everything that goes into its shard."""
+
+    hotel_id: str
+    dir: str
+    manifest_sha1: str
+    finished_at: str
+    node: str
+    status: str
+    members: list[PackMember]
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.bytes for m in self.members)
+
+    def tar_size(self) -> int:
+        """Upper bound of the hotel's bytes in a tar: a header (and room for a PAX one) plus padded data."""
+        return sum(2 * _BLOCK + -(-m.bytes // _BLOCK) * _BLOCK for m in self.members)
+
+
+@dataclass(frozen=True)
+class SkippedHotel:
+    """A hotel folder that was not packed, and why (``reason`` is a short code)."""
+
+    path: str
+    hotel_id: str | None
+    reason: str
+    detail: str
+
+
+def read_hotel(store: Path, manifest_path: Path) -> HotelToPack:
+    """The hotel of one manifest, checked against its folder; raises ValueError saying what is wrong."""
+    data = manifest_path.read_bytes()
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"unreadable manifest: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("images"), dict):
+        raise ValueError("manifest is not an object with an images mapping")
+    hotel_id = validate_id(manifest.get("hotel_id"), r"[^/]{1,255}", "hotel")
+    rel = manifest_path.parent.relative_to(store).as_posix()
+    parts = rel.split("/")
+    if parts[-1] != hotel_id or hotel_dir(hotel_id, len(parts) - 1, r"[^/]{1,255}") != rel:
+        raise ValueError(f"hotel {hotel_id!r} is at {rel!r}, not at its sharded path")
+    if manifest.get("dir", rel) != rel:
+        raise ValueError(f"manifest says dir {manifest.get('dir')!r} but lies in {rel!r}")
+    members: list[PackMember] = []
+    for category in sorted(manifest["images"]):
+        validate_id(category, r"[^/]{1,255}", "category")
+        for entry in sorted(manifest["images"][category], key=lambda e: e["file"]):
+            name = validate_id(entry["file"], r"[^/]{1,255}", "file")
+            path = f"{rel}/{category}/{name}"
+            source = store / path
+            try:
+                size = source.stat().st_size
+            except FileNotFoundError:
+                raise ValueError(f"missing image file {path}") from None
+            if size != int(entry["bytes"]):
+                raise ValueError(f"image file {path} has {size} bytes, the manifest says {entry['bytes']}")
+            members.append(PackMember(path, source, size, str(entry["sha1"])))
+    members.append(PackMember(f"{rel}/{MANIFEST_NAME}", manifest_path, len(data), None))
+    return HotelToPack(
+        hotel_id=hotel_id, dir=rel, manifest_sha1=hashlib.sha1(data).hexdigest(),
+        finished_at=str(manifest.get("finished_at", "")), node=str(manifest.get("node", "")),
+        status=str(manifest.get("status", "")), members=members,
+    )
+
+
+def load_packed_record(out: Path) -> dict[str, str]:
+    """Hotel ID -> sha1 of the manifest last packed for it, from ``<out>/packed.jsonl``."""
+    record: dict[str, str] = {}
+    path = out / PACKED_RECORD
+    if not path.is_file():
+        return record
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+                record[entry["hotel_id"]] = entry["manifest_sha1"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: the hotel is packed again, which merging tolerates
+    return record
+
+
+# Packing
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One finished shard and its sidecar files."""
+
+    path: Path
+    index: Path
+    sha256_file: Path
+    sha256: str
+    hotels: int
+    members: int
+    bytes: int  # size of the shard file
+
+
+@dataclass
+class PackResult:
+    """What a pack run did."""
+
+    store: Path
+    out: Path
+    shards: list[ShardInfo] = field(default_factory=list)
+    hotels_packed: list[str] = field(default_factory=list)
+    hotels_repacked: list[str] = field(default_factory=list)  # packed before, manifest changed since
+    hotels_already_packed: int = 0
+    hotels_filtered: int = 0  # excluded by status or --since
+    skipped: list[SkippedHotel] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0  # file bytes packed
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": str(self.store), "out": str(self.out),
+            "shards": [
+                {"path": str(s.path), "sha256": s.sha256, "hotels": s.hotels, "members": s.members, "bytes": s.bytes}
+                for s in self.shards
+            ],
+            "hotels_packed": len(self.hotels_packed), "hotels_repacked": self.hotels_repacked,
+            "hotels_already_packed": self.hotels_already_packed, "hotels_filtered": self.hotels_filtered,
+            "skipped": [s.__dict__ for s in self.skipped],
+            "files": self.files, "bytes": self.bytes, "seconds": round(self.seconds, 3),
+        }
+
+
+class _ShardWriter:
+    """Writes one shard under a temporary name; ``finish`` adds the index and sha256 and renames it into place."""
+
+    def __init__(self, out: Path, name: str, mode: str):
+        self.final = out / name
+        self.tmp = out / f".{name}.part"
+        self._file = open(self.tmp, "wb")
+        self._sha256 = hashlib.sha256()
+        self._writer = HashingWriter(self._file, self._sha256)
+        self.tar = tarfile.open(fileobj=self._writer, mode=mode, format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+        self.index: list[dict[str, Any]] = []
+        self.hotels: list[HotelToPack] = []
+
+    @property
+    def offset(self) -> int:
+        return self.tar.offset
+
+    def add_hotel(self, hotel: HotelToPack, on_bytes: Callable[[int], None]) -> None:
+        for member in hotel.members:
+            with open(member.source, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_size != member.bytes:
+                    raise ValueError(f"{member.path} changed size while packing")
+                info = tarfile.TarInfo(member.path)
+                info.size = member.bytes
+                info.mtime = int(st.st_mtime)
+                info.mode = 0o644
+                reader = HashingReader(f, hashlib.sha1())
+                self.tar.addfile(info, reader)
+            sha1 = reader.hasher.hexdigest()
+            if member.expected_sha1 is not None and sha1 != member.expected_sha1:
+                raise ValueError(f"{member.path} has sha1 {sha1}, the manifest says {member.expected_sha1}")
+            self.index.append({"path": member.path, "bytes": member.bytes, "sha1": sha1, "hotel_id": hotel.hotel_id})
+            on_bytes(member.bytes)
+        self.hotels.append(hotel)
+
+    def finish(self) -> ShardInfo:
+        self.tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = self._sha256.hexdigest()
+        index = sidecar(self.final, INDEX_SUFFIX)
+        sha_file = sidecar(self.final, SHA256_SUFFIX)
+        _write_text_atomic(index, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.index))
+        _write_text_atomic(sha_file, f"{digest}  {self.final.name}\n")
+        os.replace(self.tmp, self.final)
+        return ShardInfo(
+            path=self.final, index=index, sha256_file=sha_file, sha256=digest, hotels=len(self.hotels),
+            members=len(self.index), bytes=self._writer.count,
+        )
+
+    def abort(self) -> None:
+        try:
+            self.tar.close()
+        except Exception:  # noqa: BLE001 - the shard is being thrown away anyway
+            pass
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _clean_out(out: Path) -> None:
+    """Remove what a killed pack run left: temporary files, and sidecars whose shard never got its name."""
+    for tmp in out.glob(".*.part"):
+        tmp.unlink(missing_ok=True)
+    for suffix in (INDEX_SUFFIX, SHA256_SUFFIX):
+        for path in out.glob(f"*{suffix}"):
+            if not path.with_name(path.name[: -len(suffix)]).exists():
+                path.unlink(missing_ok=True)
+
+
+def plan(
+    store: str | Path,
+    out: str | Path,
+    *,
+    statuses: Iterable[str] = STATUSES,
+    since: str | datetime | None = None,
+    repack: bool = False,
+) -> tuple[list[HotelToPack], PackResult]:
+    """Which hotels of ``store`` a pack run would pack, in store order, and the result so far."""
+    store, out = Path(store), Path(out)
+    if not store.is_dir():
+        raise FileNotFoundError(f"store {store} is not a folder")
+    statuses = set(statuses)
+    unknown = statuses - set(STATUSES)
+    if unknown:
+        raise ValueError(f"unknown status {sorted(unknown)}; known: {', '.join(STATUSES)}")
+    since_dt = parse_time(since) if isinstance(since, str) else since
+    if since_dt is not None and since_dt.tzinfo is None:
+        since_dt = since_dt.replace(tzinfo=UTC)
+    record = {} if repack else load_packed_record(out)
+    result = PackResult(store=store, out=out)
+    todo: list[HotelToPack] = []
+    for manifest_path in find_manifests(store):
+        rel = manifest_path.parent.relative_to(store).as_posix()
+        try:
+            hotel = read_hotel(store, manifest_path)
+        except (ValueError, KeyError, TypeError, InvalidId) as exc:
+            result.skipped.append(SkippedHotel(rel, None, "bad_hotel", str(exc)))
+            logger.warning("Not packing %(path)s: %(error)s", {"path": rel, "error": exc})
+            continue
+        if hotel.status not in statuses:
+            result.hotels_filtered += 1
+            continue
+        if since_dt is not None:
+            try:
+                finished = parse_time(hotel.finished_at)
+            except ValueError:
+                finished = None
+            if finished is None or finished < since_dt:
+                result.hotels_filtered += 1
+                continue
+        packed_sha1 = record.get(hotel.hotel_id)
+        if packed_sha1 == hotel.manifest_sha1:
+            result.hotels_already_packed += 1
+            continue
+        if packed_sha1 is not None:
+            result.hotels_repacked.append(hotel.hotel_id)
+        todo.append(hotel)
+    return todo, result
+
+
+def pack(
+    store: str | Path,
+    out: str | Path,
+    *,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    compression: str = "none",
+    statuses: Iterable[str] = STATUSES,
+    since: str | datetime | None = None,
+    repack: bool = False,
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> PackResult:
+    """Pack the settled hotels of ``store`` not packed yet into shards in ``out``.
+
+    ``statuses`` limits which manifests count (default: every settled hotel, so the
+    central store matches the node's); ``since`` keeps only hotels finished at or after
+    that time; ``repack`` ignores the record of packed hotels. ``name`` prefixes the shard
+    files (default: the node name of the first manifest). A hotel whose files do not
+    match its manifest is skipped and reported, not packed.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+    if max_shard_bytes < 2 * tarfile.RECORDSIZE:
+        raise ValueError(f"max shard size must be at least {2 * tarfile.RECORDSIZE} bytes, got {max_shard_bytes}")
+    started = time.monotonic()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _clean_out(out)
+    todo, result = plan(store, out, statuses=statuses, since=since, repack=repack)
+    mode, ext = COMPRESSIONS[compression]
+    # Room for the end-of-archive blocks and record padding, and for a compressor's overhead on
+    # incompressible data: the limit is on the shard file, which is what gets copied.
+    budget = max_shard_bytes - tarfile.RECORDSIZE - (0 if compression == "none" else max_shard_bytes // 256 + 65536)
+    total = sum(h.bytes for h in todo)
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    if progress:
+        progress(0, total)
+    prefix = _safe_name(name or (todo[0].node if todo else "") or "node")
+    run = utc_stamp()
+    writer: _ShardWriter | None = None
+    record = open(out / PACKED_RECORD, "a", encoding="utf-8", newline="\n")
+    try:
+        for hotel in todo:
+            size = hotel.tar_size()
+            if writer is not None and writer.hotels and writer.offset + size > budget:
+                _finish(writer, result, record)
+                writer = None
+            if writer is None:
+                writer = _ShardWriter(out, f"{prefix}-{run}-{len(result.shards) + 1:04d}{ext}", mode)
+            if size > budget:
+                logger.warning(
+                    "Hotel %(hotel)s (%(size)s) is larger than the shard limit; it gets a shard of its own",
+                    {"hotel": hotel.hotel_id, "size": format_bytes(size)},
+                )
+            try:
+                writer.add_hotel(hotel, on_bytes)
+            except (OSError, ValueError) as exc:
+                # The tar already holds part of this hotel: throw the shard away and redo its other hotels.
+                logger.warning("Not packing hotel %(hotel)s: %(error)s", {"hotel": hotel.hotel_id, "error": exc})
+                result.skipped.append(SkippedHotel(hotel.dir, hotel.hotel_id, "changed_or_corrupt", str(exc)))
+                redo = writer.hotels
+                writer.abort()
+                writer = None
+                for h in redo:
+                    if writer is None:
+                        writer = _ShardWriter(out, f"{prefix}-{run}-{len(result.shards) + 1:04d}{ext}", mode)
+                    writer.add_hotel(h, lambda n: None)
+                continue
+        if writer is not None and writer.hotels:
+            _finish(writer, result, record)
+            writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        record.close()
+    result.hotels_repacked = [h for h in result.hotels_repacked if h in set(result.hotels_packed)]
+    result.seconds = time.monotonic() - started
+    logger.info(
+        "Packed %(hotels)d hotels (%(files)d files, %(bytes)s) into %(shards)d shards in %(seconds).1fs",
+        {"hotels": len(result.hotels_packed), "files": result.files, "bytes": format_bytes(result.bytes),
+         "shards": len(result.shards), "seconds": result.seconds},
+    )
+    return result
+
+
+def _finish(writer: _ShardWriter, result: PackResult, record: IO[str]) -> None:
+    shard = writer.finish()
+    result.shards.append(shard)
+    for hotel in writer.hotels:
+        result.hotels_packed.append(hotel.hotel_id)
+        result.files += len(hotel.members)
+        result.bytes += hotel.bytes
+        record.write(json.dumps(
+            {"hotel_id": hotel.hotel_id, "manifest_sha1": hotel.manifest_sha1, "shard": shard.path.name},
+            separators=(",", ":"),
+        ) + "\n")
+    record.flush()
+    logger.info(
+        "Wrote shard %(shard)s: %(hotels)d hotels, %(size)s",
+        {"shard": shard.path.name, "hotels": shard.hotels, "size": format_bytes(shard.bytes)},
+    )
+
+
+def _safe_name(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "node"
+    return cleaned[:64]
+
+
+def shard_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Shard files from a mix of shard files and folders of shards (a folder gives its ``*.tar*`` shards, sorted)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(
+                sorted(
+                    q for q in p.iterdir()
+                    if q.is_file() and not q.name.startswith(".") and q.name.endswith(SHARD_EXTENSIONS)
+                )
+            )
+        else:
+            found.append(p)
+    return found
+
