@@ -82,6 +82,43 @@ return #expired
 """
 
 
+# KEYS: leases, owners, manifests, failed, stats.
+# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images.
+# Records a hotel's outcome and acknowledges its claim in one step. A result that
+# arrives after the hotel was recorded by another claim is dropped (returns 0), so
+# every hotel has exactly one result and the per-status counters count hotels.
+RECORD_LUA = """
+local mine = redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1]
+local old = redis.call('HGET', KEYS[3], ARGV[3])
+if mine then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+if old and (not mine or ARGV[4] == 'failed') then
+  return 0
+end
+if ARGV[4] == 'manifest' then
+  if old then
+    local ok, m = pcall(cjson.decode, old)
+    if ok and type(m) == 'table' and m.status then
+      redis.call('HINCRBY', KEYS[5], 'hotels/' .. m.status, -1)
+    end
+  end
+  local ok, m = pcall(cjson.decode, ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
+  redis.call('HDEL', KEYS[4], ARGV[3])
+  redis.call('HINCRBY', KEYS[5], 'hotels/' .. m.status, 1)
+  redis.call('HINCRBY', KEYS[5], 'images/stored', tonumber(ARGV[6]))
+  redis.call('HINCRBY', KEYS[5], 'images/bytes', tonumber(ARGV[7]))
+  redis.call('HINCRBY', KEYS[5], 'images/failed', tonumber(ARGV[8]))
+else
+  redis.call('HSET', KEYS[4], ARGV[3], ARGV[5])
+  redis.call('HINCRBY', KEYS[5], 'events/hotel_failed', 1)
+end
+return 1
+"""
+
+
 def new_owner(node_id: str) -> str:
     """A claim owner name: the node's name plus a token unique to this process."""
     return f"{node_id}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -113,10 +150,13 @@ class LeaseManager:
         self.lease_seconds = lease_seconds
         self.in_flight: set[bytes] = set()
         self.freed = asyncio.Event()
+        # Set when a stop cut hotels short: their outcomes are not recorded, their claims go back.
+        self.abandoned = False
         self._claim = client.register_script(CLAIM_LUA)
         self._renew = client.register_script(RENEW_LUA)
         self._finish = client.register_script(FINISH_LUA)
         self._requeue = client.register_script(REQUEUE_EXPIRED_LUA)
+        self._record = client.register_script(RECORD_LUA)
 
     async def claim(self, count: int) -> list[bytes]:
         """Take up to ``count`` entries from the pending list under a lease."""
@@ -137,13 +177,29 @@ class LeaseManager:
         )
         return list(lost)
 
-    def ack_args(self, entry: bytes) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of the acknowledgement script, for use inside a caller's transaction."""
-        return [self.keys.leases, self.keys.lease_owners, self.keys.start_ids], [self.owner, 0, entry]
+    async def record(
+        self,
+        entry: bytes,
+        hotel_id: str,
+        *,
+        manifest_json: str | None = None,
+        failed_json: str | None = None,
+        images: int = 0,
+        nbytes: int = 0,
+        failed_images: int = 0,
+    ) -> bool:
+        """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
 
-    @property
-    def finish_script(self) -> Any:
-        return self._finish
+        Returns False if the hotel had already been recorded by another claim; this
+        result is then dropped. The caller forgets the entry once this returns.
+        """
+        kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
+        k = self.keys
+        n = await self._record(
+            keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats],
+            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images],
+        )
+        return bool(n)
 
     def forget(self, entry: bytes) -> None:
         """Stop tracking an entry whose outcome is recorded (after the ack committed)."""
@@ -152,8 +208,9 @@ class LeaseManager:
 
     async def ack(self, entry: bytes) -> bool:
         """Release the claim of a finished entry; idempotent. False if it was no longer ours."""
-        keys, args = self.ack_args(entry)
-        n = await self._finish(keys=keys, args=args)
+        n = await self._finish(
+            keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids], args=[self.owner, 0, entry]
+        )
         self.forget(entry)
         return bool(n)
 

@@ -98,6 +98,7 @@ class HotelsConfig:
     heartbeat_seconds: float = defaults.HOTELS_HEARTBEAT_SECONDS
     idle_close_seconds: float = defaults.HOTELS_IDLE_CLOSE_SECONDS
     poll_seconds: float = defaults.HOTELS_POLL_SECONDS
+    stop_grace_seconds: float = defaults.HOTELS_STOP_GRACE_SECONDS
     force: bool = defaults.HOTELS_FORCE
     max_listing_pages: int = defaults.HOTELS_MAX_LISTING_PAGES
     max_images: int = defaults.HOTELS_MAX_IMAGES
@@ -145,6 +146,7 @@ class HotelsConfig:
             heartbeat_seconds=heartbeat,
             idle_close_seconds=_float(settings, "HOTELS_IDLE_CLOSE_SECONDS"),
             poll_seconds=_float(settings, "HOTELS_POLL_SECONDS", 0.01),
+            stop_grace_seconds=_float(settings, "HOTELS_STOP_GRACE_SECONDS"),
             force=_bool(settings, "HOTELS_FORCE"),
             max_listing_pages=_int(settings, "HOTELS_MAX_LISTING_PAGES", 1),
             max_images=_int(settings, "HOTELS_MAX_IMAGES", 1),

@@ -38,6 +38,8 @@ HOTELS_LEASE_SECONDS = 120
 HOTELS_HEARTBEAT_SECONDS = 15
 #: Seconds to wait for more work once the queue is empty and no claim is held anywhere; 0 = never close.
 HOTELS_IDLE_CLOSE_SECONDS = 10
+#: Seconds a stopping node (SIGTERM/SIGINT) waits for its hotels in flight before giving them back.
+HOTELS_STOP_GRACE_SECONDS = 60
 #: Seconds between polls of an empty queue.
 HOTELS_POLL_SECONDS = 0.5
 #: Redo hotels that already have a manifest in Redis.

@@ -48,6 +48,9 @@ class ManifestPipeline:
         if not isinstance(item, HotelItem):
             return item
         leases = self.crawler.spider.leases
+        if leases.abandoned:
+            # A stop cut this hotel short: its claim goes back to the queue instead.
+            return item
         now = mf.utc_now()
         if item.failure:
             record = mf.failure_record(item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now)
@@ -80,46 +83,29 @@ class ManifestPipeline:
         logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
         return item
 
-    async def _commit(
-        self,
-        item: HotelItem,
-        leases: Any,
-        status: str,
-        *,
-        manifest_json: str | None = None,
-        failed_json: str | None = None,
-        images: int = 0,
-        nbytes: int = 0,
-        failed_images: int = 0,
-    ) -> None:
-        keys = self.cfg.keys
+    async def _commit(self, item: HotelItem, leases: Any, status: str, **record: Any) -> None:
+        """Record the outcome in Redis, retrying with capped backoff while Redis is unreachable."""
         delay = 0.5
         while True:
             try:
-                async with leases.client.pipeline(transaction=True) as pipe:
-                    if manifest_json is not None:
-                        pipe.hset(keys.manifests, item.hotel_id, manifest_json)
-                        pipe.hdel(keys.failed, item.hotel_id)
-                    if failed_json is not None:
-                        pipe.hset(keys.failed, item.hotel_id[:200], failed_json)
-                    pipe.hincrby(keys.stats, f"hotels/{status}", 1)
-                    if images:
-                        pipe.hincrby(keys.stats, "images/stored", images)
-                        pipe.hincrby(keys.stats, "images/bytes", nbytes)
-                    if failed_images:
-                        pipe.hincrby(keys.stats, "images/failed", failed_images)
-                    ack_keys, ack_args = leases.ack_args(item.entry)
-                    await leases.finish_script(keys=ack_keys, args=ack_args, client=pipe)
-                    results = await pipe.execute()
+                recorded = await leases.record(item.entry, item.hotel_id[:200], **record)
                 break
             except REDIS_RETRY_ERRORS as exc:
+                if leases.abandoned:
+                    logger.warning("Redis unreachable while stopping: hotel %s stays claimed until its lease expires",
+                                   item.hotel_id[:80])
+                    leases.in_flight.discard(item.entry)
+                    return
                 logger.warning(
                     "Redis unreachable while recording hotel %(hotel)s (%(error)s); retrying in %(delay).1fs",
                     {"hotel": item.hotel_id[:80], "error": type(exc).__name__, "delay": delay},
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        if not results[-1]:
-            logger.info("Claim on hotel %(hotel)s had already passed to another node", {"hotel": item.hotel_id[:80]})
+                delay = min(delay * 2, 10.0)
         leases.forget(item.entry)
-        self.stats.inc_value(f"hotelimages/hotels/{status}")
+        if recorded:
+            self.stats.inc_value(f"hotelimages/hotels/{status}")
+        else:
+            self.stats.inc_value("hotelimages/hotels/duplicate_result")
+            logger.info("Hotel %(hotel)s was recorded by another node meanwhile: this result is dropped",
+                        {"hotel": item.hotel_id[:80]})

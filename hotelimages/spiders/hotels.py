@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,7 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from scrapy import signals
+from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.ossignal import install_shutdown_handlers
 
 from hotelimages import manifest as mf
 from hotelimages.claims import LeaseManager, new_owner
@@ -62,6 +66,8 @@ class HotelsSpider(scrapy.Spider):
             spider.redis, spider.cfg.keys, new_owner(spider.cfg.node_id), spider.cfg.lease_seconds
         )
         spider._heartbeat_task = None
+        spider.draining = False
+        crawler.signals.connect(spider._on_spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(spider._on_spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(spider._on_item_error, signal=signals.item_error)
         return spider
@@ -85,7 +91,7 @@ class HotelsSpider(scrapy.Spider):
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         idle_since: float | None = None
         backoff = 0.5
-        while True:
+        while not self.draining:
             room = cfg.max_in_flight - len(self.leases.in_flight)
             if room <= 0:
                 await self._wait_for_room()
@@ -93,7 +99,13 @@ class HotelsSpider(scrapy.Spider):
             try:
                 entries = await self.leases.claim(min(cfg.claim_batch, room))
                 if entries:
-                    for out in await self._start_entries(entries):
+                    try:
+                        started = await self._start_entries(entries)
+                    except REDIS_DOWN:
+                        # Not renewed from now on: the leases expire and the hotels are requeued.
+                        self.leases.in_flight.difference_update(entries)
+                        raise
+                    for out in started:
                         yield out
                     idle_since = None
                     backoff = 0.5
@@ -119,6 +131,20 @@ class HotelsSpider(scrapy.Spider):
                 logger.info("Queue empty and no hotel claimed for %.1fs: closing", cfg.idle_close_seconds)
                 return
             await asyncio.sleep(cfg.poll_seconds)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """After a stop signal: let the hotels in flight finish, up to HOTELS_STOP_GRACE_SECONDS."""
+        deadline = time.monotonic() + self.cfg.stop_grace_seconds
+        while self.leases.in_flight and time.monotonic() < deadline:
+            await self._wait_for_room()
+        if self.leases.in_flight:
+            logger.warning(
+                "%(n)d hotels unfinished after %(grace).0fs: returning them to the queue",
+                {"n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
+            )
+            self.leases.abandoned = True  # the manifest pipeline must not record cut-short hotels
+        raise CloseSpider("shutdown")
 
     async def _wait_for_room(self) -> None:
         self.leases.freed.clear()
@@ -236,6 +262,31 @@ class HotelsSpider(scrapy.Spider):
             except RedisError as exc:
                 logger.warning("Lease heartbeat failed (%s); will retry", exc)
 
+    def _on_spider_opened(self, spider: Any) -> None:
+        # Replace Scrapy's handlers: the first SIGTERM/SIGINT drains instead of cutting
+        # downloads short; a second one falls back to Scrapy's own shutdown.
+        self._scrapy_handler = signal.getsignal(signal.SIGTERM)
+        if callable(self._scrapy_handler) and threading.current_thread() is threading.main_thread():
+            install_shutdown_handlers(self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        from twisted.internet import reactor  # noqa: PLC0415 - the installed reactor
+
+        if self.draining:
+            install_shutdown_handlers(self._scrapy_handler)
+            self._scrapy_handler(signum, frame)
+            return
+        reactor.callFromThread(self._begin_drain, signum)
+
+    def _begin_drain(self, signum: int) -> None:
+        logger.info(
+            "Received %(sig)s: no new claims; finishing %(n)d hotels in flight (up to %(grace).0fs; "
+            "send it again to stop at once)",
+            {"sig": signal.Signals(signum).name, "n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
+        )
+        self.draining = True
+        self.leases.freed.set()
+
     async def _on_spider_closed(self, spider: Any, reason: str) -> None:
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
@@ -259,7 +310,7 @@ class HotelsSpider(scrapy.Spider):
         """Settle a hotel that a pipeline raised on, so its claim is not renewed forever."""
         record = mf.failure_record(item.hotel_id, "internal_error", detail, self.cfg.node_id, mf.utc_now())
         try:
-            await self.redis.hset(self.cfg.keys.failed, item.hotel_id[:200], json.dumps(record))
-            await self.leases.ack(item.entry)
+            await self.leases.record(item.entry, item.hotel_id[:200], failed_json=json.dumps(record))
         except RedisError:
-            self.leases.in_flight.discard(item.entry)  # its lease expires and it is requeued
+            pass  # not renewed from now on: its lease expires and it is requeued
+        self.leases.forget(item.entry)
