@@ -230,7 +230,7 @@ class HotelsProgress:
         await self.client.aclose()
 
     async def _run(self) -> None:
-        await self.tick()  # show up in status right away
+        await self.tick(log=False)  # show up in status right away; nothing to say yet
         while True:
             await asyncio.sleep(self.interval)
             await self.tick()
@@ -248,7 +248,7 @@ class HotelsProgress:
         leases = getattr(self.spider, "leases", None)
         return len(getattr(leases, "in_flight", ()) or ())
 
-    async def tick(self, state: str = "running") -> None:
+    async def tick(self, state: str = "running", log: bool = True) -> None:
         """Log the progress line and publish the heartbeat; never raises (but for cancellation)."""
         now = time.monotonic()
         counts = Counts.from_stats(self.stats)
@@ -256,8 +256,9 @@ class HotelsProgress:
         rates = Rates.between(self._last_counts, counts, seconds)
         self._last_counts, self._last_time = counts, now
         in_flight = self.in_flight
-        msg, args = progress_message(counts, rates, seconds, in_flight)
-        logger.info(msg, args)
+        if log:
+            msg, args = progress_message(counts, rates, seconds, in_flight)
+            logger.info(msg, args)
         try:
             await self.publish(counts, rates, in_flight, state)
         except asyncio.CancelledError:
