@@ -178,7 +178,9 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
         self.close()
 
     def close(self) -> None:
@@ -192,7 +194,12 @@ class Catalog:
     # Writing
 
     def upsert(self, manifest: dict[str, Any], manifest_sha1: str) -> bool:
-        """Record a central manifest; returns False (and writes nothing) if it is already recorded as is."""
+        """Record a central manifest; returns False (and writes nothing) if it is already recorded as is.
+
+        Changes are committed by ``commit()`` or on leaving the ``with`` block: one commit per
+        batch, as a commit per hotel would cost a disk sync each. Since the manifests are
+        the truth, a batch lost to a crash is recorded again by the next merge.
+        """
         hotel_id = manifest["hotel_id"]
         row = self._db.execute("SELECT manifest_sha1 FROM hotels WHERE hotel_id = ?", (hotel_id,)).fetchone()
         if row and row[0] == manifest_sha1:
@@ -201,30 +208,32 @@ class Catalog:
             category: CategoryCount(len(files), sum(int(f["bytes"]) for f in files))
             for category, files in manifest.get("images", {}).items()
         }
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO hotels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    hotel_id, manifest["dir"], manifest.get("node", ""), manifest.get("status", ""),
-                    sum(c.images for c in per_category.values()), sum(c.bytes for c in per_category.values()),
-                    len(manifest.get("failed", [])), manifest.get("finished_at", ""), manifest_sha1,
-                ),
-            )
-            self._db.execute("DELETE FROM categories WHERE hotel_id = ?", (hotel_id,))
-            self._db.executemany(
-                "INSERT INTO categories VALUES (?, ?, ?, ?)",
-                [(hotel_id, c, n.images, n.bytes) for c, n in per_category.items()],
-            )
-            self._db.execute("DELETE FROM sources WHERE hotel_id = ?", (hotel_id,))
-            self._db.executemany(
-                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (hotel_id, s.get("node", ""), s.get("shard", ""), s.get("manifest_sha1", ""),
-                     int(i == 0), int(bool(s.get("same_files", True))))
-                    for i, s in enumerate(manifest_sources(manifest, manifest_sha1))
-                ],
-            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO hotels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                hotel_id, manifest["dir"], manifest.get("node", ""), manifest.get("status", ""),
+                sum(c.images for c in per_category.values()), sum(c.bytes for c in per_category.values()),
+                len(manifest.get("failed", [])), manifest.get("finished_at", ""), manifest_sha1,
+            ),
+        )
+        self._db.execute("DELETE FROM categories WHERE hotel_id = ?", (hotel_id,))
+        self._db.executemany(
+            "INSERT INTO categories VALUES (?, ?, ?, ?)",
+            [(hotel_id, c, n.images, n.bytes) for c, n in per_category.items()],
+        )
+        self._db.execute("DELETE FROM sources WHERE hotel_id = ?", (hotel_id,))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (hotel_id, s.get("node", ""), s.get("shard", ""), s.get("manifest_sha1", ""),
+                 int(i == 0), int(bool(s.get("same_files", True))))
+                for i, s in enumerate(manifest_sources(manifest, manifest_sha1))
+            ],
+        )
         return True
+
+    def commit(self) -> None:
+        self._db.commit()
 
     # Reading
 

@@ -172,7 +172,35 @@ class MergeReport:
 # Verifying
 
 
-def check_member_name(name: str, store: Path) -> list[str]:
+class StorePaths:
+    """Absolute paths of members under a store, checked like ``resolve_in_store`` but cached per folder.
+
+    Resolving every path costs a system call per path part; members of a hotel share
+    their folders, so each folder is resolved (and a link in the store that leads
+    outside is caught) once. A member's own name is never followed: files are renamed
+    into place, which replaces a link rather than writing through it.
+    """
+
+    def __init__(self, store: Path):
+        self.store = store
+        self._folders: dict[str, Path] = {}
+
+    def __call__(self, relpath: str) -> Path:
+        folder, _, name = relpath.rpartition("/")
+        resolved = self._folders.get(folder)
+        if resolved is None:
+            resolved = self._folders[folder] = resolve_in_store(self.store, folder or ".")
+        target = resolved / name
+        if target.parent != resolved or name in ("", ".", ".."):
+            raise ValueError(f"path {relpath!r} leaves the store {str(self.store)!r}")
+        return target
+
+    def forget(self) -> None:
+        """Drop the cache, e.g. once folders were created (a new folder resolves like before)."""
+        self._folders.clear()
+
+
+def check_member_name(name: str, store: Path | StorePaths) -> list[str]:
     """The parts of a safe member path; raises ValueError saying why a path is unsafe."""
     if not name:
         raise ValueError("empty member name")
@@ -184,7 +212,8 @@ def check_member_name(name: str, store: Path) -> list[str]:
             validate_id(part, _ANY_PART, "path part")
         except InvalidId as exc:
             raise ValueError(f"unsafe member path {name!r}: {exc}") from None
-    resolve_in_store(store, name)  # raises ValueError if a link already in the store would lead outside
+    # raises ValueError if a link already in the store would lead outside
+    store(name) if isinstance(store, StorePaths) else resolve_in_store(store, name)
     return parts
 
 
@@ -291,11 +320,12 @@ def _scan_members(
     manifests: dict[str, tuple[str, bytes]],
     progress: Callable[[int], None] | None,
 ) -> None:
+    paths = StorePaths(store)
     with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
         for member in tar:
             name = member.name
             try:
-                check_member_name(name, store)
+                check_member_name(name, paths)
             except ValueError as exc:
                 raise ShardRefused(shard, "unsafe_member", str(exc)) from None
             if member.isdir():
@@ -391,8 +421,8 @@ class _CentralHotel:
     files: dict[str, str]  # path -> sha1
 
 
-def _load_central(central: Path, hotel: ShardHotel) -> _CentralHotel | None:
-    path = resolve_in_store(central, f"{hotel.dir}/{MANIFEST_NAME}")
+def _load_central(paths: StorePaths, hotel: ShardHotel) -> _CentralHotel | None:
+    path = paths(f"{hotel.dir}/{MANIFEST_NAME}")
     if not path.is_file():
         return None
     data = path.read_bytes()
@@ -438,22 +468,28 @@ def _free_bytes(path: Path) -> int:
 
 
 def _extract(
-    central: Path, shard: VerifiedShard, new: set[str], report: MergeReport, on_bytes: Callable[[int], None]
+    paths: StorePaths, shard: VerifiedShard, new: set[str], report: MergeReport, on_bytes: Callable[[int], None]
 ) -> None:
     """Write the image files of the ``new`` hotels of a verified shard, each atomically."""
     manifest_members = {f"{h.dir}/{MANIFEST_NAME}" for h in shard.hotels.values()}
+    made: set[Path] = set()
     wanted = {path: e for h in shard.hotels.values() if h.hotel_id in new for path, e in h.files.items()}
     with open(shard.path, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:  # type: ignore[call-overload]
         for member in tar:
             if member.name in manifest_members or member.name not in wanted or not member.isreg():
                 continue
             entry = wanted[member.name]
-            target = resolve_in_store(central, member.name)
-            if target.is_file() and target.stat().st_size == entry.bytes and sha1_file(target) == entry.sha1:
+            target = paths(member.name)
+            if (
+                target.is_file() and not target.is_symlink()
+                and target.stat().st_size == entry.bytes and sha1_file(target) == entry.sha1
+            ):
                 report.files_unchanged += 1  # left by an interrupted merge, or a hotel's previous copy
                 on_bytes(entry.bytes)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             tmp = target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
             sha1 = hashlib.sha1()
             data = tar.extractfile(member)
@@ -524,11 +560,12 @@ def merge(
         report.seconds = time.monotonic() - started
         return report
 
+    paths = StorePaths(central)
     current: dict[str, _CentralHotel | None] = {}
     for shard in verified:
         for hotel in shard.hotels.values():
             if hotel.hotel_id not in current:
-                current[hotel.hotel_id] = _load_central(central, hotel)
+                current[hotel.hotel_id] = _load_central(paths, hotel)
     # Bytes to extract: the first copy of each hotel not yet in the store.
     firsts: dict[str, int] = {}
     for shard in verified:
@@ -556,9 +593,10 @@ def merge(
         for shard in verified:
             new = {h.hotel_id for h in shard.hotels.values() if current[h.hotel_id] is None}
             if new:
-                _extract(central, shard, new, report, on_extract)
+                _extract(paths, shard, new, report, on_extract)
             for hotel in shard.hotels.values():
-                _settle_hotel(central, label, shard, hotel, current, report, catalog)
+                _settle_hotel(paths, label, shard, hotel, current, report, catalog)
+            catalog.commit()
         report.merged = True
     if report.changed:
         reports = central / STATE_DIR / REPORTS_DIR
@@ -578,7 +616,7 @@ def merge(
 
 
 def _settle_hotel(
-    central: Path,
+    paths: StorePaths,
     label: str,
     shard: VerifiedShard,
     hotel: ShardHotel,
@@ -610,7 +648,7 @@ def _settle_hotel(
         )
         manifest = dict(state.manifest)
         manifest["sources"] = [*state.sources, _source(shard, hotel, same_files=same)]
-    path = resolve_in_store(central, f"{hotel.dir}/{MANIFEST_NAME}")
+    path = paths(f"{hotel.dir}/{MANIFEST_NAME}")
     if state is not None and manifest is state.manifest:
         manifest_sha1 = sha1_file(path)
     else:
