@@ -533,15 +533,15 @@ def merge(
     central = Path(central)
     if central.exists() and not central.is_dir():
         raise NotADirectoryError(f"central store {central} is not a folder")
-    paths = shard_paths(shards)
+    shard_files = shard_paths(shards)
     catalog_file = Path(catalog_path) if catalog_path else default_catalog_path(central)
     label = store_label or central.resolve().as_posix()
-    report = MergeReport(central=str(central), catalog=str(catalog_file), shards=[str(p) for p in paths])
+    report = MergeReport(central=str(central), catalog=str(catalog_file), shards=[str(p) for p in shard_files])
 
-    total = sum(p.stat().st_size for p in paths if p.is_file())
+    total = sum(p.stat().st_size for p in shard_files if p.is_file())
     base = 0
     verified: list[VerifiedShard] = []
-    for path in paths:
+    for path in shard_files:
         def on_verify(done: int, base: int = base) -> None:
             if progress:
                 progress("verify", base + done, total)

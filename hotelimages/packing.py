@@ -21,6 +21,7 @@ import re
 import sys
 import tarfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
 #: The record of packed hotels inside the output folder.
 PACKED_RECORD = "packed.jsonl"
+#: Present in the output folder while a pack run works there.
+LOCK_NAME = ".pack.lock"
 INDEX_SUFFIX = ".index.jsonl"
 SHA256_SUFFIX = ".sha256"
 #: Compression name -> (tarfile stream mode, shard file extension).
@@ -117,6 +120,10 @@ class HashingReader:
         return data
 
 
+class ShardWriteError(OSError):
+    """Writing a shard failed (disk full, output gone): fatal for the run, unlike a bad source file."""
+
+
 class HashingWriter:
     """A write-only file wrapper that hashes and counts what passes through it."""
 
@@ -126,7 +133,10 @@ class HashingWriter:
         self.count = 0
 
     def write(self, data: bytes) -> int:
-        self.raw.write(data)
+        try:
+            self.raw.write(data)
+        except OSError as exc:
+            raise ShardWriteError(exc.errno, f"cannot write the shard: {exc.strerror or exc}") from exc
         self.hasher.update(data)
         self.count += len(data)
         return len(data)
@@ -187,7 +197,7 @@ class PackMember:
     path: str
     source: Path
     bytes: int
-    expected_sha1: str | None  # from the manifest; None for the manifest itself
+    expected_sha1: str  # from the manifest; for the manifest itself, its sha1 when it was read
 
 
 @dataclass
@@ -251,9 +261,10 @@ def read_hotel(store: Path, manifest_path: Path) -> HotelToPack:
             if size != int(entry["bytes"]):
                 raise ValueError(f"image file {path} has {size} bytes, the manifest says {entry['bytes']}")
             members.append(PackMember(path, source, size, str(entry["sha1"])))
-    members.append(PackMember(f"{rel}/{MANIFEST_NAME}", manifest_path, len(data), None))
+    manifest_sha1 = hashlib.sha1(data).hexdigest()
+    members.append(PackMember(f"{rel}/{MANIFEST_NAME}", manifest_path, len(data), manifest_sha1))
     return HotelToPack(
-        hotel_id=hotel_id, dir=rel, manifest_sha1=hashlib.sha1(data).hexdigest(),
+        hotel_id=hotel_id, dir=rel, manifest_sha1=manifest_sha1,
         finished_at=str(manifest.get("finished_at", "")), node=str(manifest.get("node", "")),
         status=str(manifest.get("status", "")), members=members,
     )
@@ -333,6 +344,7 @@ class _ShardWriter:
         self.tar = tarfile.open(fileobj=self._writer, mode=mode, format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
         self.index: list[dict[str, Any]] = []
         self.hotels: list[HotelToPack] = []
+        self.added = 0  # file bytes added, for progress
 
     @property
     def offset(self) -> int:
@@ -351,9 +363,10 @@ class _ShardWriter:
                 reader = HashingReader(f, hashlib.sha1())
                 self.tar.addfile(info, reader)
             sha1 = reader.hasher.hexdigest()
-            if member.expected_sha1 is not None and sha1 != member.expected_sha1:
-                raise ValueError(f"{member.path} has sha1 {sha1}, the manifest says {member.expected_sha1}")
+            if sha1 != member.expected_sha1:
+                raise ValueError(f"{member.path} has sha1 {sha1}, expected {member.expected_sha1} (changed?)")
             self.index.append({"path": member.path, "bytes": member.bytes, "sha1": sha1, "hotel_id": hotel.hotel_id})
+            self.added += member.bytes
             on_bytes(member.bytes)
         self.hotels.append(hotel)
 
@@ -391,14 +404,57 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class PackLock:
+    """Keeps two pack runs out of one output folder (they would clean up each other's temporary files)."""
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK_NAME
+
+    def __enter__(self) -> PackLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._stale():
+                    raise RuntimeError(
+                        f"another pack run is using {self.path.parent} ({self.path} exists); "
+                        "if no pack is running, delete that file"
+                    ) from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise RuntimeError(f"could not take the lock {self.path}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _stale(self) -> bool:
+        """True if the lock's process is gone; only knowable on POSIX (os.kill on Windows would end it)."""
+        if os.name != "posix":
+            return False
+        try:
+            pid = int(self.path.read_text().strip())
+            os.kill(pid, 0)
+        except (ValueError, OSError) as exc:
+            return not isinstance(exc, PermissionError)
+        return False
+
+
 def _clean_out(out: Path) -> None:
-    """Remove what a killed pack run left: temporary files, and sidecars whose shard never got its name."""
+    """Remove the temporary files a killed pack run left (only ever its own: the lock is held)."""
     for tmp in out.glob(".*.part"):
         tmp.unlink(missing_ok=True)
-    for suffix in (INDEX_SUFFIX, SHA256_SUFFIX):
-        for path in out.glob(f"*{suffix}"):
-            if not path.with_name(path.name[: -len(suffix)]).exists():
-                path.unlink(missing_ok=True)
+
+
+def _free_shard_name(out: Path, stem: str, ext: str, number: int) -> tuple[str, int]:
+    """The first shard name from ``number`` on that no shard or sidecar uses yet."""
+    while True:
+        name = f"{stem}-{number:04d}{ext}"
+        if not any((out / n).exists() for n in (name, name + INDEX_SUFFIX, name + SHA256_SUFFIX)):
+            return name, number
+        number += 1
 
 
 def plan(
@@ -479,8 +535,28 @@ def pack(
     started = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _clean_out(out)
-    todo, result = plan(store, out, statuses=statuses, since=since, repack=repack)
+    with PackLock(out):
+        _clean_out(out)
+        todo, result = plan(store, out, statuses=statuses, since=since, repack=repack)
+        _write_shards(todo, result, max_shard_bytes, compression, name, progress)
+    result.seconds = time.monotonic() - started
+    logger.info(
+        "Packed %(hotels)d hotels (%(files)d files, %(bytes)s) into %(shards)d shards in %(seconds).1fs",
+        {"hotels": len(result.hotels_packed), "files": result.files, "bytes": format_bytes(result.bytes),
+         "shards": len(result.shards), "seconds": result.seconds},
+    )
+    return result
+
+
+def _write_shards(
+    todo: list[HotelToPack],
+    result: PackResult,
+    max_shard_bytes: int,
+    compression: str,
+    name: str | None,
+    progress: ProgressCallback | None,
+) -> None:
+    out = result.out
     mode, ext = COMPRESSIONS[compression]
     # Room for the end-of-archive blocks and record padding, and for a compressor's overhead on
     # incompressible data: the limit is on the shard file, which is what gets copied.
@@ -496,18 +572,21 @@ def pack(
 
     if progress:
         progress(0, total)
-    prefix = _safe_name(name or (todo[0].node if todo else "") or "node")
-    run = utc_stamp()
+    stem = f"{_safe_name(name or (todo[0].node if todo else '') or 'node')}-{utc_stamp()}"
+    number = 1
+    queue = deque(todo)
     writer: _ShardWriter | None = None
     record = open(out / PACKED_RECORD, "a", encoding="utf-8", newline="\n")
     try:
-        for hotel in todo:
+        while queue:
+            hotel = queue.popleft()
             size = hotel.tar_size()
             if writer is not None and writer.hotels and writer.offset + size > budget:
                 _finish(writer, result, record)
                 writer = None
             if writer is None:
-                writer = _ShardWriter(out, f"{prefix}-{run}-{len(result.shards) + 1:04d}{ext}", mode)
+                shard_name, number = _free_shard_name(out, stem, ext, number)
+                writer = _ShardWriter(out, shard_name, mode)
             if size > budget:
                 logger.warning(
                     "Hotel %(hotel)s (%(size)s) is larger than the shard limit; it gets a shard of its own",
@@ -516,17 +595,15 @@ def pack(
             try:
                 writer.add_hotel(hotel, on_bytes)
             except (OSError, ValueError) as exc:
-                # The tar already holds part of this hotel: throw the shard away and redo its other hotels.
+                if isinstance(exc, ShardWriteError):
+                    raise
+                # The tar already holds part of this hotel: drop the shard and pack its other hotels again.
                 logger.warning("Not packing hotel %(hotel)s: %(error)s", {"hotel": hotel.hotel_id, "error": exc})
                 result.skipped.append(SkippedHotel(hotel.dir, hotel.hotel_id, "changed_or_corrupt", str(exc)))
-                redo = writer.hotels
+                done -= writer.added
+                queue.extendleft(reversed(writer.hotels))
                 writer.abort()
                 writer = None
-                for h in redo:
-                    if writer is None:
-                        writer = _ShardWriter(out, f"{prefix}-{run}-{len(result.shards) + 1:04d}{ext}", mode)
-                    writer.add_hotel(h, lambda n: None)
-                continue
         if writer is not None and writer.hotels:
             _finish(writer, result, record)
             writer = None
@@ -534,14 +611,8 @@ def pack(
         if writer is not None:
             writer.abort()
         record.close()
-    result.hotels_repacked = [h for h in result.hotels_repacked if h in set(result.hotels_packed)]
-    result.seconds = time.monotonic() - started
-    logger.info(
-        "Packed %(hotels)d hotels (%(files)d files, %(bytes)s) into %(shards)d shards in %(seconds).1fs",
-        {"hotels": len(result.hotels_packed), "files": result.files, "bytes": format_bytes(result.bytes),
-         "shards": len(result.shards), "seconds": result.seconds},
-    )
-    return result
+    packed = set(result.hotels_packed)
+    result.hotels_repacked = [h for h in result.hotels_repacked if h in packed]
 
 
 def _finish(writer: _ShardWriter, result: PackResult, record: IO[str]) -> None:

@@ -350,6 +350,9 @@ def test_pack_resumes_and_honours_since(stores: dict[str, Path], tmp_path: Path)
     write_hotel(store, "a", "2001", "2026-12-01T00:00:00.000000Z")
     third = pack(store, out)
     assert third.hotels_packed == ["2001"]
+    # Runs within the same second must not reuse a shard name.
+    assert third.shards[0].path != first.shards[0].path
+    assert sorted(verify_shard(first.shards[0].path, tmp_path / "c").hotels) == NODE_A
     since = pack(store, tmp_path / "since", since="2026-12-01")
     assert since.hotels_packed == ["2001"] and since.hotels_filtered == len(NODE_A)
     complete = pack(store, tmp_path / "complete", statuses=["complete"])
@@ -403,3 +406,48 @@ def test_scripts_smoke(stores: dict[str, Path], tmp_path: Path):
     bad.write_bytes(bad.read_bytes()[:-1024])
     done = run_script("scripts/merge", bad, "--store", central)
     assert done.returncode == 1 and "sha256_mismatch" in done.stdout + done.stderr
+
+
+def test_pack_refuses_a_busy_output_folder_and_takes_over_a_stale_lock(stores: dict[str, Path], tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".pack.lock").write_text(str(os.getpid()))  # a live process
+    with pytest.raises(RuntimeError, match="another pack run"):
+        pack(stores["a"], out)
+    if os.name == "posix":
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (out / ".pack.lock").write_text(gone.stdout.strip())
+        assert sorted(pack(stores["a"], out).hotels_packed) == NODE_A
+        assert not (out / ".pack.lock").exists()
+
+
+def test_conflict_with_different_files_keeps_the_first_copy(stores: dict[str, Path], tmp_path: Path):
+    other = tmp_path / "node-c"
+    write_hotel(other, "c", "1001", "2026-12-01T00:00:00.000000Z")
+    image = other / image_relpath("1001", "cover", "100100", "jpg")
+    image.write_bytes(jpeg(4242))
+    manifest = json.loads((other / hotel_dir("1001") / MANIFEST_NAME).read_text())
+    manifest["images"]["cover"][0].update(bytes=image.stat().st_size, sha1=hashlib.sha1(image.read_bytes()).hexdigest())
+    (other / hotel_dir("1001") / MANIFEST_NAME).write_text(dumps(manifest))
+    pack(stores["a"], tmp_path / "shards-a")
+    pack(other, tmp_path / "shards-c")
+    central = tmp_path / "central"
+    report = merge([tmp_path / "shards-a", tmp_path / "shards-c"], central)
+    assert [(c.hotel_id, c.kept_node, c.other_node, c.same_files) for c in report.conflicts] == [
+        ("1001", "a", "c", False)
+    ]
+    kept = central / image_relpath("1001", "cover", "100100", "jpg")
+    assert kept.read_bytes() == (stores["a"] / image_relpath("1001", "cover", "100100", "jpg")).read_bytes()
+    sources = json.loads((central / hotel_dir("1001") / MANIFEST_NAME).read_text())["sources"]
+    assert [(s["node"], s["same_files"]) for s in sources] == [("a", True), ("c", False)]
+
+
+def test_interrupted_merge_is_completed_by_a_rerun(packed: dict[str, Path], central_copy: Path, stores):
+    """A crash between a hotel's files and its manifest leaves it without one; the next merge finishes it."""
+    folder = central_copy / hotel_dir("1002")
+    (folder / MANIFEST_NAME).unlink()
+    removed = next(folder.rglob("*.jpg"))
+    removed.unlink()
+    report = merge([packed["a"]], central_copy)
+    assert report.hotels_added == ["1002"] and report.files_written == 1 and report.files_unchanged >= 1
+    assert images_only(tree(central_copy)) == images_only(tree(stores["single"]))
