@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # KEYS: pending, leases, owners, stats. ARGV: count, lease seconds, owner.
 CLAIM_LUA = """
 local t = redis.call('TIME')
-local deadline = tonumber(t[1]) + tonumber(ARGV[2])
+local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
 local out = {}
 for i = 1, tonumber(ARGV[1]) do
   local v = redis.call('RPOP', KEYS[1])
@@ -42,7 +42,7 @@ return out
 # KEYS: leases, owners. ARGV: lease seconds, owner, entries... Returns entries no longer ours.
 RENEW_LUA = """
 local t = redis.call('TIME')
-local deadline = tonumber(t[1]) + tonumber(ARGV[1])
+local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 local lost = {}
 for i = 3, #ARGV do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
@@ -71,7 +71,8 @@ return n
 # KEYS: leases, owners, pending, stats. ARGV: limit. Puts expired entries back at the head of the queue.
 REQUEUE_EXPIRED_LUA = """
 local t = redis.call('TIME')
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t[1], 'LIMIT', 0, tonumber(ARGV[1]))
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, v in ipairs(expired) do
   redis.call('ZREM', KEYS[1], v)
   redis.call('HDEL', KEYS[2], v)

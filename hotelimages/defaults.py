@@ -58,6 +58,12 @@ HOTELS_MAX_IMAGE_PIXELS = 89_478_485
 HOTELS_IMAGE_HOSTS: list = []
 #: fsync each file before renaming it into place (durable against power loss, slower).
 HOTELS_FSYNC = False
+#: Seconds between progress lines and heartbeats; 0 disables the progress extension.
+HOTELS_PROGRESS_INTERVAL = 30.0
+#: Samples kept per process in its history list (2880 x 30 s = 24 hours).
+HOTELS_PROGRESS_HISTORY_LENGTH = 2880
+#: Seconds a process's history outlives its last sample (so status can still draw a finished run).
+HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 
 
 def default_node_id() -> str:

@@ -51,18 +51,53 @@ def sniff_format(body: bytes) -> str | None:
     return None
 
 
+_PADDING = b"\0\r\n\t "
+
+
 def looks_truncated(fmt: str, body: bytes) -> bool:
     """True if the bytes lack the end marker their format requires (no decoding)."""
-    tail = body[-1024:].rstrip(b"\0\r\n\t ")
+    end = len(body)
+    while end and body[end - 1] in _PADDING:  # only walks over trailing padding
+        end -= 1
+    tail = body[max(0, end - 1024):end]
     if fmt == "JPEG":
-        return not tail.endswith(b"\xff\xd9") and b"\xff\xd9" not in tail[-64:]
+        # Entropy-coded data never holds FF D9 (FF is stuffed), so an end marker near
+        # the end means the scan finished; short vendor trailers after it are allowed.
+        return b"\xff\xd9" not in tail
     if fmt == "PNG":
         return b"IEND" not in tail[-32:]
     if fmt == "GIF":
-        return not tail.endswith(b";")
+        return not _gif_complete(body[:end])
     if fmt == "WEBP":
         return len(body) < 12 or int.from_bytes(body[4:8], "little") + 8 > len(body)
     return False
+
+
+def _gif_complete(body: bytes) -> bool:
+    """Walk a GIF's block structure (no decoding) and check it reaches the trailer."""
+    try:
+        pos = 13
+        if body[10] & 0x80:
+            pos += 3 << ((body[10] & 0x07) + 1)
+        while True:
+            block = body[pos]
+            if block == 0x3B:  # trailer
+                return True
+            if block == 0x21:  # extension: label, then sub-blocks
+                pos += 2
+            elif block == 0x2C:  # image descriptor, optional local colour table, LZW code size
+                packed = body[pos + 9]
+                pos += 10
+                if packed & 0x80:
+                    pos += 3 << ((packed & 0x07) + 1)
+                pos += 1
+            else:
+                return False
+            while body[pos]:  # data sub-blocks up to the zero-length terminator
+                pos += body[pos] + 1
+            pos += 1
+    except IndexError:
+        return False
 
 
 def inspect_image(
@@ -89,6 +124,9 @@ def inspect_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("decompression_bomb", str(exc)[:200]) from None
     except UnidentifiedImageError:
+        guessed = sniff_format(body)
+        if guessed in allowed_formats and looks_truncated(guessed, body):
+            raise ImageRejected("truncated", "cut inside its header") from None
         raise ImageRejected(_unidentified_reason(body)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         guessed = sniff_format(body)

@@ -9,6 +9,7 @@
 | ``hotels:failed`` | hash | hotel ID -> JSON reason of a hotel that could not be done |
 | ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
 | ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |
+| ``hotels:history:<owner>`` | list with TTL | a process's progress samples (JSON), newest first, capped |
 """
 
 from __future__ import annotations
@@ -49,3 +50,10 @@ class Keys:
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"
+
+    def history(self, owner: str) -> str:
+        return f"{self.prefix}:history:{owner}"
+
+    @property
+    def history_pattern(self) -> str:
+        return f"{self.prefix}:history:*"

@@ -121,14 +121,14 @@ def check_images(
         else:
             image_id = raw_id
         if refusal:
-            out.failed.append(FailedImage(_safe_id(image_id), shown_url, category, refusal))
+            out.failed.append(FailedImage(_safe_id(image_id, image_id_pattern), shown_url, category, refusal))
             continue
         try:
             validate_id(image_id, image_id_pattern, "image")
         except InvalidId as exc:
             out.failed.append(FailedImage(None, shown_url, category, exc.reason))
             continue
-        key = (category, image_id)
+        key = (category, image_id.casefold())  # Windows and macOS file names ignore case
         if key in seen:
             if seen[key] != url:
                 out.failed.append(FailedImage(image_id, url, category, "duplicate_image_id"))
@@ -141,11 +141,12 @@ def check_images(
     return out
 
 
-def _safe_id(value: Any) -> str | None:
+def _safe_id(value: Any, pattern: str) -> str | None:
     """An ID fit to show in a manifest, or None (the manifest never echoes hostile strings)."""
-    if isinstance(value, str) and len(value) <= 64 and value.isprintable():
-        return value
-    return None
+    try:
+        return validate_id(value, pattern, "image")
+    except InvalidId:
+        return None
 
 
 @dataclass

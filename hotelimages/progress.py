@@ -32,17 +32,10 @@ from typing import Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from hotelimages import defaults
 from hotelimages.keys import Keys
 
 logger = logging.getLogger(__name__)
-
-# Defaults of this extension's settings (candidates for hotelimages/defaults.py).
-#: Seconds between progress lines and heartbeats; 0 disables the extension.
-HOTELS_PROGRESS_INTERVAL = 30.0
-#: Samples kept per process in its history list (2880 x 30 s = 24 hours).
-HOTELS_PROGRESS_HISTORY_LENGTH = 2880
-#: Seconds a process's history outlives its last sample (so status can still draw a finished run).
-HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 
 #: Shortest heartbeat lifetime, whatever the interval.
 MIN_HEARTBEAT_TTL = 30
@@ -57,16 +50,6 @@ HEARTBEAT_FIELDS = (
     "images", "bytes", "images_failed", "failures", "in_flight",
     "images_per_s", "mb_per_s", "hotels_per_s",
 )
-
-
-def history_key(keys: Keys, owner: str) -> str:
-    """``<prefix>:history:<owner>``: a process's capped list of progress samples, newest first."""
-    return f"{keys.prefix}:history:{owner}"
-
-
-def history_pattern(keys: Keys) -> str:
-    """SCAN pattern of every history list."""
-    return f"{keys.prefix}:history:*"
 
 
 @dataclass
@@ -147,9 +130,9 @@ class HotelsProgress:
         client: Any,
         keys: Keys,
         node_id: str,
-        interval: float = HOTELS_PROGRESS_INTERVAL,
-        history_length: int = HOTELS_PROGRESS_HISTORY_LENGTH,
-        history_ttl: int = HOTELS_PROGRESS_HISTORY_TTL,
+        interval: float = defaults.HOTELS_PROGRESS_INTERVAL,
+        history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH,
+        history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL,
     ):
         self.stats = stats
         self.client = client
@@ -174,15 +157,15 @@ class HotelsProgress:
         from hotelimages.redisconn import async_client  # noqa: PLC0415
 
         settings = crawler.settings
-        interval = settings.getfloat("HOTELS_PROGRESS_INTERVAL", HOTELS_PROGRESS_INTERVAL)
+        interval = settings.getfloat("HOTELS_PROGRESS_INTERVAL", defaults.HOTELS_PROGRESS_INTERVAL)
         if interval < 0:
             raise ValueError(f"setting HOTELS_PROGRESS_INTERVAL must be >= 0, got {interval}")
         if not interval:
             raise NotConfigured("HOTELS_PROGRESS_INTERVAL is 0")
-        length = settings.getint("HOTELS_PROGRESS_HISTORY_LENGTH", HOTELS_PROGRESS_HISTORY_LENGTH)
+        length = settings.getint("HOTELS_PROGRESS_HISTORY_LENGTH", defaults.HOTELS_PROGRESS_HISTORY_LENGTH)
         if length < 1:
             raise ValueError(f"setting HOTELS_PROGRESS_HISTORY_LENGTH must be >= 1, got {length}")
-        ttl = settings.getint("HOTELS_PROGRESS_HISTORY_TTL", HOTELS_PROGRESS_HISTORY_TTL)
+        ttl = settings.getint("HOTELS_PROGRESS_HISTORY_TTL", defaults.HOTELS_PROGRESS_HISTORY_TTL)
         if ttl < 1:
             raise ValueError(f"setting HOTELS_PROGRESS_HISTORY_TTL must be >= 1, got {ttl}")
         cfg = HotelsConfig.from_settings(settings)
@@ -309,11 +292,11 @@ class HotelsProgress:
         }
         if state != "running":
             sample["state"] = state
-        node_key, hist_key = self.keys.node(owner), history_key(self.keys, owner)
+        node_key, hist_key = self.keys.node(owner), self.keys.history(owner)
         async with self.client.pipeline(transaction=True) as pipe:
             if self._published_owner not in (None, owner):
                 # The spider got its claim owner after the first heartbeat, published under NODE_ID.
-                pipe.delete(self.keys.node(self._published_owner), history_key(self.keys, self._published_owner))
+                pipe.delete(self.keys.node(self._published_owner), self.keys.history(self._published_owner))
             pipe.hset(node_key, mapping=heartbeat)
             pipe.expire(node_key, max(int(3 * self.interval), MIN_HEARTBEAT_TTL))
             pipe.lpush(hist_key, json.dumps(sample, separators=(",", ":")))

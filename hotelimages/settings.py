@@ -30,6 +30,12 @@ ITEM_PIPELINES = {
 MEDIA_ALLOW_REDIRECTS = True
 IMAGES_EXPIRES = 90
 
+# Our progress line and fleet heartbeat replace Scrapy's page/item counts.
+EXTENSIONS = {
+    "scrapy.extensions.logstats.LogStats": None,
+    "hotelimages.progress.HotelsProgress": 500,
+}
+
 # --- Work distribution -------------------------------------------------------
 # Every request is unique by construction (one claim, one listing; images keyed
 # by hotel and image ID), and a requeued hotel must never be filtered out.

@@ -73,13 +73,17 @@ def image_relpath(
     ext: str,
     depth: int = 4,
     pattern: str = DEFAULT_ID_PATTERN,
+    hotel_pattern: str | None = None,
 ) -> str:
-    """An image's path relative to the store: ``<shards>/<hotel_id>/<category>/<image_id>.<ext>``."""
+    """An image's path relative to the store: ``<shards>/<hotel_id>/<category>/<image_id>.<ext>``.
+
+    ``pattern`` checks the image ID; ``hotel_pattern`` the hotel ID (default: the same).
+    """
     validate_id(category, DEFAULT_ID_PATTERN, "category")
     validate_id(image_id, pattern, "image")
     if not re.fullmatch(r"[a-z0-9]{1,8}", ext):
         raise ValueError(f"invalid file extension {ext!r}")
-    return f"{hotel_dir(hotel_id, depth, pattern)}/{category}/{image_id}.{ext}"
+    return f"{hotel_dir(hotel_id, depth, hotel_pattern or pattern)}/{category}/{image_id}.{ext}"
 
 
 def derive_image_id(url: str) -> str:

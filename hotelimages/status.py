@@ -19,7 +19,6 @@ from typing import Any
 
 from hotelimages.keys import Keys
 from hotelimages.loader import failure_reason
-from hotelimages.progress import history_key, history_pattern
 
 MB = 1_000_000
 #: Throughput is measured over this many seconds of history unless told otherwise.
@@ -258,9 +257,9 @@ def gather(
     by_owner = lease_ages(leases, owners, now, lease_seconds)
 
     node_prefix = keys.node("")
-    hist_prefix = history_key(keys, "")
+    hist_prefix = keys.history("")
     heartbeat_owners = [k.decode()[len(node_prefix):] for k in client.scan_iter(match=keys.node_pattern, count=1000)]
-    history_owners = [k.decode()[len(hist_prefix):] for k in client.scan_iter(match=history_pattern(keys), count=1000)]
+    history_owners = [k.decode()[len(hist_prefix):] for k in client.scan_iter(match=keys.history_pattern, count=1000)]
     pipe = client.pipeline(transaction=False)
     for owner in heartbeat_owners:
         pipe.hgetall(keys.node(owner))
@@ -276,7 +275,7 @@ def gather(
             last = int(math.ceil(window / max(interval, 0.001)))  # the newest sample is index 0
         else:
             last = 0
-        pipe.lrange(history_key(keys, owner), 0, last)
+        pipe.lrange(keys.history(owner), 0, last)
     histories: dict[str, list[Sample]] = {}
     for owner, raw in zip(history_owners, pipe.execute(), strict=True):
         samples = [s for s in (Sample.from_json(x) for x in raw) if s is not None]

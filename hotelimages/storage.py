@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
@@ -26,12 +27,21 @@ def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
         raise
 
 
-def remove_temp_files(folder: Path) -> int:
-    """Delete temporary files a killed process left under ``folder``; returns how many."""
+def remove_temp_files(folder: Path, older_than: float = 0.0) -> int:
+    """Delete temporary files a killed process left under ``folder``; returns how many.
+
+    ``older_than`` (seconds) spares files young enough to belong to a write in progress.
+    """
     removed = 0
     if not folder.is_dir():
         return 0
+    cutoff = time.time() - older_than
     for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
+        try:
+            if older_than and tmp.stat().st_mtime > cutoff:
+                continue
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
         removed += 1
     return removed

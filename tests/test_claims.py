@@ -59,8 +59,9 @@ def expire(client, entry: bytes) -> None:
     assert client.zadd(KEYS.leases, {entry: 1_000_000}, xx=True, ch=True) == 1
 
 
-def server_now(client) -> int:
-    return client.time()[0]
+def server_now(client) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1_000_000
 
 
 # ---------------------------------------------------------------- owners

@@ -69,7 +69,8 @@ def test_each_fault_is_recorded_and_the_rest_complete(redis_client, redis_url, t
         status, reason = expected_outcome(hid, faults)
         if reason and reason.startswith("listing_"):
             continue
-        expected.update(expected_files(hid, base_url, catalogue.faulty_image_index(hid) if reason else None))
+        skip = catalogue.faulty_image_index(hid) if reason else None
+        expected.update(expected_files(hid, base_url, skip, FAULTS))
     stored = files_under(store)
     inline = {k: v for k, v in stored.items() if "/inline1/" in k}
     assert {k: v for k, v in stored.items() if "/inline1/" not in k} == expected

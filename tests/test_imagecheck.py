@@ -73,11 +73,6 @@ def test_jpeg_with_a_page_of_zero_padding_is_accepted_by_a_full_decode():
     assert inspect_image(encode("JPEG") + b"\0" * 4096, full_decode=True) == ImageMeta("JPEG", "jpg", 64, 48)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: imagecheck.looks_truncated strips padding only inside the last 1024 bytes, so a whole "
-    "JPEG padded with >= 1023 zero bytes is called truncated (a full decode accepts it)",
-)
 def test_jpeg_with_a_page_of_zero_padding_is_accepted():
     assert inspect_image(encode("JPEG") + b"\0" * 4096) == ImageMeta("JPEG", "jpg", 64, 48)
 
@@ -148,11 +143,6 @@ def test_a_gif_cut_just_after_a_semicolon_byte_with_full_decode_is_truncated():
     assert reason_of(body[:cut], full_decode=True) == "truncated"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: imagecheck.looks_truncated takes a GIF for whole when its last byte is 0x3B, "
-    "which a GIF cut anywhere in its image data has 1 chance in 256 of being",
-)
 def test_a_gif_cut_just_after_a_semicolon_byte_is_truncated():
     body = encode("GIF")
     cut = body.index(b";", len(body) // 4) + 1
@@ -160,11 +150,6 @@ def test_a_gif_cut_just_after_a_semicolon_byte_is_truncated():
     assert reason_of(body[:cut]) == "truncated"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a body with JPEG/PNG magic cut inside its header is reported as not_an_image, "
-    "not truncated (the UnidentifiedImageError branch does not use sniff_format)",
-)
 @pytest.mark.parametrize(
     ("fmt", "cut"),
     [("JPEG", 20), ("PNG", 33)],  # inside the JFIF header; just after the IHDR chunk

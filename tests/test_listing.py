@@ -216,11 +216,6 @@ def test_check_images_same_id_in_two_categories_is_not_a_duplicate():
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IDs differing only in case share one file on Windows/macOS file systems "
-    "(listing.check_images keys duplicates by the exact (category, id))",
-)
 def test_check_images_ids_differing_only_in_case_are_duplicates():
     out = check(
         [
@@ -339,11 +334,6 @@ def test_check_images_unprintable_or_long_id_is_not_echoed_with_a_refused_url():
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: listing._safe_id echoes a path-traversal ID ('../x') when the URL is refused first; "
-    "it only checks printable and <= 64 chars, not validate_id",
-)
 def test_check_images_hostile_id_is_not_echoed_with_a_refused_url():
     out = check([{"id": "../x", "url": "file:///etc/passwd", "category": "cover"}])
     assert out.failed == [FailedImage(None, "file:///etc/passwd", "cover", "disallowed_scheme")]

@@ -36,11 +36,13 @@ from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
 from hotelimages.listing import url_refusal
 from hotelimages.sharding import hotel_dir, image_relpath, resolve_in_store
-from hotelimages.storage import write_atomic
+from hotelimages.storage import remove_temp_files, write_atomic
 
 logger = logging.getLogger(__name__)
 
 FAILURE_META_KEY = "hotelimages_failure"
+# A temporary file this old cannot belong to a write in progress (writes take milliseconds).
+STALE_TEMP_SECONDS = 300
 
 _EXCEPTION_REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
     ((DownloadTimeoutError, twisted_error.TimeoutError, TimeoutError), "timeout"),
@@ -87,6 +89,11 @@ class ShardedImagesPipeline(ImagesPipeline):
     def get_media_requests(self, item: Any, info: Any) -> list[Request]:
         if not isinstance(item, HotelItem) or item.failure:
             return []
+        folder = self.store_root / hotel_dir(item.hotel_id, self.cfg.shard_depth, self.cfg.id_pattern)
+        if folder.is_dir():  # a redo: drop temporary files that a killed process left behind
+            removed = remove_temp_files(folder, older_than=STALE_TEMP_SECONDS)
+            if removed:
+                logger.info("Removed %d stale temporary files of hotel %s", removed, item.hotel_id)
         item.media_requests = [
             Request(
                 img.url,
@@ -162,7 +169,9 @@ class ShardedImagesPipeline(ImagesPipeline):
         if meta.width < self.min_width or meta.height < self.min_height:
             raise ImageRejected("too_small", f"{meta.width}x{meta.height}")
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
-        rel = image_relpath(hotel_id, category, image_id, meta.ext, self.cfg.shard_depth, self.cfg.image_id_pattern)
+        rel = image_relpath(
+            hotel_id, category, image_id, meta.ext, self.cfg.shard_depth, self.cfg.image_id_pattern, self.cfg.id_pattern
+        )
         path = resolve_in_store(self.store_root, rel)
         write_atomic(path, body, self.cfg.fsync)
         self.stats.inc_value("hotelimages/images/stored")
@@ -192,4 +201,6 @@ class ShardedImagesPipeline(ImagesPipeline):
         # The extension is only known once the bytes are checked; this is the JPEG guess
         # that stock code paths (if any call it) would see.
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
-        return image_relpath(hotel_id, category, image_id, "jpg", self.cfg.shard_depth, self.cfg.image_id_pattern)
+        return image_relpath(
+            hotel_id, category, image_id, "jpg", self.cfg.shard_depth, self.cfg.image_id_pattern, self.cfg.id_pattern
+        )

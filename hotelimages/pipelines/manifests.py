@@ -76,15 +76,22 @@ class ManifestPipeline:
         text = mf.dumps(manifest)
         path = resolve_in_store(self.store_root, f"{rel}/{mf.MANIFEST_NAME}")
         await asyncio.to_thread(write_atomic, path, text.encode("utf-8"), self.cfg.fsync)
-        await self._commit(
+        recorded = await self._commit(
             item, leases, manifest["status"], manifest_json=text,
             images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
         )
+        if recorded is False:
+            # Another node's result stands; a manifest here would claim a second copy.
+            await asyncio.to_thread(path.unlink, True)
         logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
         return item
 
-    async def _commit(self, item: HotelItem, leases: Any, status: str, **record: Any) -> None:
-        """Record the outcome in Redis, retrying with capped backoff while Redis is unreachable."""
+    async def _commit(self, item: HotelItem, leases: Any, status: str, **record: Any) -> bool | None:
+        """Record the outcome in Redis, retrying with capped backoff while Redis is unreachable.
+
+        True: recorded. False: another claim had recorded the hotel first. None: given up
+        while stopping (the claim stays and is requeued when its lease expires).
+        """
         delay = 0.5
         while True:
             try:
@@ -95,7 +102,7 @@ class ManifestPipeline:
                     logger.warning("Redis unreachable while stopping: hotel %s stays claimed until its lease expires",
                                    item.hotel_id[:80])
                     leases.in_flight.discard(item.entry)
-                    return
+                    return None
                 logger.warning(
                     "Redis unreachable while recording hotel %(hotel)s (%(error)s); retrying in %(delay).1fs",
                     {"hotel": item.hotel_id[:80], "error": type(exc).__name__, "delay": delay},
@@ -109,3 +116,4 @@ class ManifestPipeline:
             self.stats.inc_value("hotelimages/hotels/duplicate_result")
             logger.info("Hotel %(hotel)s was recorded by another node meanwhile: this result is dropped",
                         {"hotel": item.hotel_id[:80]})
+        return recorded
