@@ -6,6 +6,7 @@ sha1 of the hotel ID. Everything here is pure: no I/O, no settings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,13 @@ _WINDOWS_RESERVED = frozenset(
     + [f"COM{i}" for i in range(10)]
     + [f"LPT{i}" for i in range(10)]
 )
-_FORBIDDEN_CHARS = frozenset('/\\:*?"<>|\0')
+# Path separators, characters Windows forbids in names, and control characters.
+_UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 class InvalidId(ValueError):
@@ -42,12 +49,12 @@ def validate_id(value: object, pattern: str = DEFAULT_ID_PATTERN, kind: str = "h
     """
     if not isinstance(value, str):
         raise InvalidId(kind, value, f"expected a string, got {type(value).__name__}")
-    if not re.fullmatch(pattern, value):
+    if not _compiled(pattern).fullmatch(value):
         raise InvalidId(kind, value, f"does not match {pattern}")
-    if value in ("", ".", "..") or _FORBIDDEN_CHARS.intersection(value):
-        raise InvalidId(kind, value, "contains a path separator or is a relative path")
-    if any(ord(c) < 32 for c in value) or value[-1] in ". ":
-        raise InvalidId(kind, value, "control character or trailing dot/space")
+    if value in ("", ".", "..") or _UNSAFE.search(value):
+        raise InvalidId(kind, value, "contains a path separator, a control character or is a relative path")
+    if value[-1] in ". ":
+        raise InvalidId(kind, value, "trailing dot or space")
     if value.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
         raise InvalidId(kind, value, "reserved device name on Windows")
     return value
