@@ -39,17 +39,20 @@ def free_port() -> int:
 class LocalRedis:
     """A redis-server process we started and will stop; ``url`` points at database 0."""
 
-    def __init__(self, port: int | None = None, workdir: str | Path | None = None, persist: bool = False):
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None, persist: bool = False,
+                 password: str | None = None):
         self.port = port or free_port()
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="hotelimages-redis-")
         self.workdir = Path(workdir or self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.persist = persist
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> LocalRedis:
         args = [
@@ -57,6 +60,8 @@ class LocalRedis:
             "--dir", str(self.workdir), "--databases", "4096", "--save", "",
             "--appendonly", "yes" if self.persist else "no", "--protected-mode", "yes",
         ]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,7 +70,7 @@ class LocalRedis:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 time.sleep(0.05)

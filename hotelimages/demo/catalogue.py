@@ -8,6 +8,7 @@ hotels whose numeric ID is a multiple of the fault's period.
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import io
 import random
@@ -19,9 +20,13 @@ FIRST_ID = 1000001
 PAGE_SIZE = 4
 
 #: Hotel-level faults (on the listing) and image-level faults (on one image of the hotel).
-LISTING_FAULTS = ("listing_404", "listing_500_once", "listing_malformed", "listing_slow")
+LISTING_FAULTS = (
+    "listing_404", "listing_500_once", "listing_malformed", "listing_slow", "listing_empty",
+    "listing_redirect_loop", "listing_gzip_bomb", "listing_huge",
+)
 IMAGE_FAULTS = (
     "image_404", "image_500_once", "image_truncated", "image_html", "image_slow", "image_redirect",
+    "image_redirect_loop", "image_redirect_file", "image_gzip_bomb", "image_huge", "image_bomb",
 )
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
@@ -135,3 +140,17 @@ def image_bytes(hotel_id: str, index: int) -> bytes:
 @functools.lru_cache(maxsize=16)
 def _gradient(width: int, height: int) -> Image.Image:
     return Image.linear_gradient("L").resize((width, height))
+
+
+@functools.lru_cache(maxsize=1)
+def gzip_bomb() -> bytes:
+    """64 MiB of zeros, gzip-compressed to about 64 KiB."""
+    return gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+
+
+@functools.lru_cache(maxsize=1)
+def pixel_bomb() -> bytes:
+    """A small PNG whose header announces 20000 x 20000 pixels (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    return buf.getvalue()

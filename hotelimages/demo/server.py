@@ -62,6 +62,19 @@ class DemoServer(resource.Resource):
         if "listing_malformed" in faults:
             request.setHeader(b"content-type", b"application/json")
             return b'{"hotel_id": "' + hotel_id.encode() + b'", "images": [{"id": '
+        if "listing_empty" in faults:
+            return b""
+        if "listing_redirect_loop" in faults:
+            request.redirect(parts.path.encode())
+            return b""
+        if "listing_gzip_bomb" in faults:
+            request.setHeader(b"content-encoding", b"gzip")
+            request.setHeader(b"content-type", b"application/json")
+            return cat.gzip_bomb()
+        if "listing_huge" in faults:
+            big = [{"id": str(n), "url": f"http://{request.getHeader('host')}/img/{hotel_id}/0/{n}.jpg"}
+                   for n in range(2000)]
+            return json.dumps({"hotel_id": hotel_id, "images": big, "next": None}).encode()
         base = f"http://{request.getHeader('host') or 'localhost'}"
         images = cat.hotel_images(hotel_id)
         bad = cat.faulty_image_index(hotel_id)
@@ -102,6 +115,22 @@ class DemoServer(resource.Resource):
         if fault == "image_redirect":
             request.redirect(parts.path.encode())
             return b""
+        if fault == "image_redirect_loop":
+            request.redirect((parts.path + "?" + parts.query).encode())
+            return b""
+        if fault == "image_redirect_file":
+            request.redirect(b"file:///etc/passwd")
+            return b""
+        if fault == "image_gzip_bomb":
+            request.setHeader(b"content-encoding", b"gzip")
+            request.setHeader(b"content-type", b"image/jpeg")
+            return cat.gzip_bomb()
+        if fault == "image_huge":
+            request.setHeader(b"content-type", b"image/jpeg")
+            return cat.image_bytes(hotel_id, index) + b"\0" * (3 << 20)
+        if fault == "image_bomb":
+            request.setHeader(b"content-type", b"image/png")
+            return cat.pixel_bomb()
         body = cat.image_bytes(hotel_id, index)
         request.setHeader(b"content-type", f"image/{images[index].format.lower()}".encode())
         if fault == "image_truncated":

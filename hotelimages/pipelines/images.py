@@ -62,7 +62,12 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, DownloadCancelledError):
         return "too_large" if "max" in str(exc).lower() else "cancelled"
     if isinstance(exc, IgnoreRequest):
-        return "redirect_loop" if "redirect" in str(exc).lower() else "ignored"
+        text = str(exc)
+        if "during decompression" in text:
+            return "decompression_bomb"
+        if "DOWNLOAD_MAXSIZE" in text or "max size" in text:
+            return "too_large"
+        return "redirect_loop" if "redirect" in text.lower() else "ignored"
     for classes, reason in _EXCEPTION_REASONS:
         if isinstance(exc, classes):
             return reason
@@ -160,6 +165,9 @@ class ShardedImagesPipeline(ImagesPipeline):
     # Internals
     def _store(self, response: Any, request: Request) -> dict:
         if response.status != 200:
+            location = response.headers.get(b"Location", b"").decode("latin-1")
+            if 300 <= response.status < 400 and location and url_refusal(response.urljoin(location)):
+                raise ImageRejected("disallowed_scheme", f"redirect to {location[:200]}")
             raise ImageRejected(f"http_{response.status}")
         refusal = url_refusal(response.url, self.cfg.image_hosts)
         if refusal:

@@ -225,7 +225,11 @@ class HotelsSpider(scrapy.Spider):
         kw = failure.request.cb_kwargs
         exc = failure.value
         if isinstance(exc, HttpError):
-            reason = f"listing_http_{exc.response.status}"
+            location = exc.response.headers.get(b"Location", b"").decode("latin-1")
+            if 300 <= exc.response.status < 400 and location and url_refusal(exc.response.urljoin(location)):
+                reason = "listing_disallowed_scheme"
+            else:
+                reason = f"listing_http_{exc.response.status}"
         else:
             reason = f"listing_{failure_reason(exc)}"
         yield HotelItem(kw["raw"], kw["hotel_id"], kw["started"], failure=reason, failure_detail=str(exc)[:300])

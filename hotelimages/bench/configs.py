@@ -1,0 +1,359 @@
+"""The benchmark configurations and one interleaved run of them.
+
+Every configuration downloads the same corpus from the same static server into
+a fresh folder, is measured by ``measure.run_processes`` and checked by counting
+what it stored. A configuration whose tool is missing is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+
+from hotelimages.bench import corpus as cp
+from hotelimages.bench.measure import Measurement, files_under, run_processes
+from hotelimages.bench.server import StaticServer
+from hotelimages.demo.run import crawl_env
+from hotelimages.keys import Keys
+
+ROOT = Path(__file__).resolve().parents[2]
+SPIDERS = Path(__file__).resolve().parent / "spiders"
+#: Scrapy settings given to every comparison spider: the same concurrency as curl -Z and our node.
+COMPARISON_SETTINGS = {
+    "CONCURRENT_REQUESTS": "64",
+    "CONCURRENT_REQUESTS_PER_DOMAIN": "64",
+    "LOG_LEVEL": "WARNING",
+    "TELNETCONSOLE_ENABLED": "False",
+    "REMOTE_CONTROL_ENABLED": "False",
+    "ROBOTSTXT_OBEY": "False",
+}
+#: Settings given to our node on top of the project's own (it closes soon after the queue empties).
+NODE_SETTINGS = {"HOTELS_IDLE_CLOSE_SECONDS": "0.5", "LOG_LEVEL": "INFO"}
+
+
+@dataclass
+class RunResult:
+    """One run of one configuration."""
+
+    config: str
+    round: int
+    expected: int
+    images: int = 0
+    bytes_downloaded: int = 0
+    wall: float = 0.0
+    active: float = 0.0
+    cpu: float = 0.0
+    cpu_user: float = 0.0
+    cpu_sys: float = 0.0
+    peak_rss_sum: int = 0
+    peak_rss_max: int = 0
+    processes: int = 1
+    server_cpu: float = 0.0
+    ok: bool = False
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What every configuration needs: the corpus, the server, Redis and the work folder."""
+
+    workdir: Path
+    corpus: cp.Corpus
+    server: StaticServer
+    redis_url: str
+    urls_file: Path
+    hotel_ids: list[str]
+    node_settings: dict[str, str] = field(default_factory=dict)
+    keep: bool = False
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.workdir / "runs"
+
+
+def _settings_args(settings: dict[str, str]) -> list[str]:
+    args = []
+    for name, value in settings.items():
+        args += ["-s", f"{name}={value}"]
+    return args
+
+
+class Config:
+    """One way of downloading the corpus; subclasses fill in the commands and the check."""
+
+    name = ""
+    label = ""
+    processes = 1
+
+    def available(self, ctx: Context) -> str | None:
+        """None if this configuration can run here, else why not."""
+        return None
+
+    def prepare(self, ctx: Context, out: Path) -> None:
+        """Set up anything a run needs (queue contents, input files) before the clock starts."""
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        raise NotImplementedError
+
+    def count(self, ctx: Context, out: Path) -> tuple[int, int, float, float]:
+        """Files stored: count, bytes, first and last mtime."""
+        return files_under(out)
+
+    def check(self, ctx: Context, out: Path, result: RunResult) -> None:
+        """Set ``result.ok`` and ``note`` from what the run left behind."""
+        result.ok = result.images == result.expected and all(c == 0 for c in result.extra.get("exit_codes", [0]))
+        if not result.ok:
+            result.note = f"stored {result.images} of {result.expected}; exit codes {result.extra.get('exit_codes')}"
+
+
+class OurNode(Config):
+    """``scrapy crawl hotels``: claims, listings, checks, sharded original-bytes store, manifests."""
+
+    def __init__(self, processes: int = 1):
+        self.processes = processes
+        self.name = "node" if processes == 1 else f"node{processes}p"
+        self.label = (
+            "our node, 1 process" if processes == 1 else f"our node, {processes} processes (one per core)"
+        )
+
+    def available(self, ctx: Context) -> str | None:
+        return None if ctx.redis_url else "no redis-server"
+
+    def prepare(self, ctx: Context, out: Path) -> None:
+        client = redis.Redis.from_url(ctx.redis_url)
+        client.flushdb()  # our own private redis-server, started by the benchmark
+        keys = Keys()
+        # LPUSH in reverse so nodes (which pop from the right) take hotels in corpus order.
+        for i in range(0, len(ctx.hotel_ids), 10_000):
+            client.lpush(keys.start_ids, *ctx.hotel_ids[i : i + 10_000])
+        client.config_resetstat()
+        client.close()
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        cmds, envs = [], []
+        settings = {**NODE_SETTINGS, **ctx.node_settings}
+        for i in range(self.processes):
+            env = crawl_env(ctx.redis_url, ctx.server.base_url, out / "store", f"bench-{chr(97 + i)}")
+            env["HOTEL_LISTING_URL"] = f"{ctx.server.base_url}/listings/{{hotel_id}}.json"
+            cmds.append([sys.executable, "-m", "scrapy", "crawl", "hotels", *_settings_args(settings)])
+            envs.append(env)
+        return cmds, envs
+
+    def check(self, ctx: Context, out: Path, result: RunResult) -> None:
+        client = redis.Redis.from_url(ctx.redis_url)
+        keys = Keys()
+        manifests = client.hlen(keys.manifests)
+        failed = client.hlen(keys.failed)
+        stats = {k.decode(): int(v) for k, v in client.hgetall(keys.stats).items()}
+        statuses = {}
+        for _, raw in client.hscan_iter(keys.manifests, count=1000):
+            status = json.loads(raw)["status"]
+            statuses[status] = statuses.get(status, 0) + 1
+        commands = {
+            name: info.get("calls", 0) for name, info in client.info("commandstats").items()
+        }
+        client.close()
+        manifest_files = sum(1 for _ in (out / "store").rglob("manifest.json")) if (out / "store").exists() else 0
+        hotels = len(ctx.hotel_ids)
+        result.extra.update(
+            manifests=manifests, manifest_files=manifest_files, failed_hotels=failed, statuses=statuses,
+            stats_images_stored=stats.get("images/stored", 0), redis_commands=commands,
+        )
+        problems = []
+        if result.images != result.expected:
+            problems.append(f"stored {result.images} of {result.expected} images")
+        if result.bytes_downloaded != ctx.corpus.total_bytes:
+            problems.append(f"stored {result.bytes_downloaded} bytes, corpus has {ctx.corpus.total_bytes}")
+        if manifests != hotels or manifest_files != hotels or statuses.get("complete", 0) != hotels:
+            problems.append(f"{manifests} manifests in Redis, {manifest_files} files, statuses {statuses}; "
+                            f"expected {hotels} complete")
+        if stats.get("images/stored", 0) != result.expected:
+            problems.append(f"hotels:stats images/stored={stats.get('images/stored', 0)}")
+        if any(result.extra.get("exit_codes", [])):
+            problems.append(f"exit codes {result.extra['exit_codes']}")
+        result.ok = not problems
+        result.note = "; ".join(problems)
+
+
+class ScrapySpiderConfig(Config):
+    """One of the comparison spiders in ``spiders/``, run with ``scrapy runspider``."""
+
+    def __init__(self, name: str, label: str, script: str, store_setting: str | None):
+        self.name, self.label, self.script, self.store_setting = name, label, script, store_setting
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        args = [sys.executable, "-m", "scrapy", "runspider", str(SPIDERS / self.script), "-a", f"urls={ctx.urls_file}"]
+        settings = dict(COMPARISON_SETTINGS)
+        if self.store_setting:
+            settings[self.store_setting] = str(out / "store")
+        else:
+            args += ["-a", f"out={out / 'store'}"]
+        env = {k: v for k, v in os.environ.items() if k not in ("SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT")}
+        return [args + _settings_args(settings)], [env]
+
+
+class Curl(Config):
+    name = "curl"
+    label = "curl -Z --parallel-max 64"
+
+    def available(self, ctx: Context) -> str | None:
+        curl = shutil.which("curl")
+        if not curl:
+            return "curl not installed"
+        out = subprocess.run([curl, "--help", "all"], capture_output=True, text=True)
+        return None if "--parallel-max" in out.stdout else "this curl has no --parallel-max (needs 7.66+)"
+
+    def prepare(self, ctx: Context, out: Path) -> None:
+        (out / "store").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for url in ctx.urls_file.read_text().split():
+            lines.append(f'url = "{url}"\noutput = "{out / "store" / url.rsplit("/", 1)[-1]}"\n')
+        (out / "curl.conf").write_text("".join(lines))
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        return [["curl", "-Z", "--parallel-max", "64", "-s", "-S", "-f", "-K", str(out / "curl.conf")]], [None]
+
+
+class Aria2(Config):
+    name = "aria2c"
+    label = "aria2c -j64"
+
+    def available(self, ctx: Context) -> str | None:
+        return None if shutil.which("aria2c") else "aria2c not installed"
+
+    def prepare(self, ctx: Context, out: Path) -> None:
+        (out / "store").mkdir(parents=True, exist_ok=True)
+        (out / "aria2.txt").write_text("".join(f"{u}\n" for u in ctx.urls_file.read_text().split()))
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        return [["aria2c", "-j64", "-x1", "-q", "--allow-overwrite=true", "--auto-file-renaming=false",
+                 "--file-allocation=none", "-d", str(out / "store"), "-i", str(out / "aria2.txt")]], [None]
+
+
+class Img2dataset(Config):
+    name = "img2dataset"
+    label = "img2dataset, 2 processes x 64 threads, no re-encoding"
+    processes = 2
+
+    def __init__(self, venv: Path):
+        self.venv = venv
+
+    @property
+    def binary(self) -> Path:
+        return self.venv / "bin" / "img2dataset"
+
+    def available(self, ctx: Context) -> str | None:
+        if self.binary.exists():
+            return None
+        return f"img2dataset not installed in {self.venv} (run with --install-img2dataset)"
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        shard = max(1, -(-ctx.corpus.images // 8))  # 8 shards: both processes stay busy
+        cmd = [
+            str(self.binary), "--url_list", str(ctx.urls_file), "--input_format", "txt",
+            "--output_folder", str(out / "store"), "--output_format", "files",
+            "--processes_count", "2", "--thread_count", "64", "--number_sample_per_shard", str(shard),
+            "--resize_mode", "no", "--encode_format", "jpg", "--disable_all_reencoding", "True",
+            "--extract_exif", "False", "--timeout", "30", "--retries", "0", "--enable_wandb", "False",
+        ]
+        env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="disabled")
+        return [cmd], [env]
+
+    def count(self, ctx: Context, out: Path) -> tuple[int, int, float, float]:
+        return files_under(out / "store", skip_suffixes=(".json", ".parquet", ".txt"))
+
+
+def install_img2dataset(venv: Path, log=print) -> str | None:
+    """Create ``venv`` and pip-install img2dataset into it; None on success, else why not."""
+    if (venv / "bin" / "img2dataset").exists():
+        return None
+    log(f"bench: installing img2dataset into {venv} (a separate venv; takes a minute) ...")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        shutil.rmtree(venv)
+        subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "img2dataset"], check=True,
+                       stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return f"could not install img2dataset: {exc}"
+    return None
+
+
+def all_configs(workdir: Path) -> list[Config]:
+    """Every configuration, in the order they run within a round."""
+    return [
+        OurNode(1),
+        OurNode(2),
+        ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
+        ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
+        ScrapySpiderConfig("raw", "raw Scrapy spider writing response.body", "raw_body.py", None),
+        Curl(),
+        Aria2(),
+        Img2dataset(workdir / "img2dataset-venv"),
+    ]
+
+
+def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.0) -> RunResult:
+    """One measured run of ``config`` into a fresh folder."""
+    out = ctx.runs_dir / f"{config.name}-r{round_no}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    config.prepare(ctx, out)
+    cmds, envs = config.commands(ctx, out)
+    logs = [out / f"process{i}.log" for i in range(len(cmds))]
+    server_before = ctx.server.cpu_seconds()
+    m: Measurement = run_processes(
+        cmds, env=[e if e is not None else dict(os.environ) for e in envs], cwd=ROOT, logs=logs, timeout=timeout
+    )
+    server_cpu = ctx.server.cpu_seconds() - server_before
+    count, size, first, last = config.count(ctx, out)
+    result = RunResult(
+        config=config.name, round=round_no, expected=ctx.corpus.images, images=count,
+        # Bytes downloaded, not stored: stock ImagesPipeline stores re-encoded files of another size.
+        bytes_downloaded=size if config.name != "images" else int(count * ctx.corpus.mean_bytes),
+        wall=m.wall, active=max(0.0, last - first), cpu=m.cpu, cpu_user=m.cpu_user, cpu_sys=m.cpu_sys,
+        peak_rss_sum=m.peak_rss_sum, peak_rss_max=m.peak_rss_max, processes=len(cmds), server_cpu=server_cpu,
+        extra={"exit_codes": m.exit_codes},
+    )
+    config.check(ctx, out, result)
+    if not ctx.keep:
+        shutil.rmtree(out / "store", ignore_errors=True)
+    return result
+
+
+def run_rounds(
+    ctx: Context, configs: list[Config], rounds: int, log: Callable[[str], None] = print,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Run every configuration once per round, interleaved (A B C A B C ...)."""
+    results: list[RunResult] = []
+    for r in range(1, rounds + 1):
+        for config in configs:
+            started = time.monotonic()
+            res = run_once(ctx, config, r)
+            results.append(res)
+            log(
+                f"  round {r} {config.name:<12} {res.images:>6}/{res.expected} images  wall {res.wall:6.1f}s  "
+                f"{res.images / res.wall if res.wall else 0:7.1f} img/s  cpu {res.cpu:6.1f}s  "
+                f"rss {res.peak_rss_sum / 2**20:6.0f} MB  {'ok' if res.ok else 'FAILED: ' + res.note}"
+                f"  ({time.monotonic() - started:.0f}s)"
+            )
+            if on_result:
+                on_result(res)
+    return results
+
+
+def result_dict(result: RunResult) -> dict:
+    return asdict(result)
