@@ -167,10 +167,17 @@ def pick_credentials(host: Host, default: Credentials | None) -> Credentials | N
     return host.credentials or default
 
 
-def env_credentials(environ: Mapping[str, str] = os.environ) -> Credentials | None:
-    """Credentials from SCRAPYD_USERNAME/SCRAPYD_PASSWORD, if the user name is set."""
-    user = environ.get("SCRAPYD_USERNAME")
-    return Credentials(user, environ.get("SCRAPYD_PASSWORD", "")) if user else None
+def resolve_credentials(user: str | None, password: str | None, environ: Mapping[str, str] = os.environ,
+                        ask: Callable[[str], str] | None = None) -> Credentials | None:
+    """Default credentials: --user/--password, else SCRAPYD_USERNAME/SCRAPYD_PASSWORD; ``ask`` prompts if set."""
+    user = user or environ.get("SCRAPYD_USERNAME")
+    if not user:
+        return None
+    if password is None:
+        password = environ.get("SCRAPYD_PASSWORD", "")
+        if not password and ask is not None:
+            password = ask(user)
+    return Credentials(user, password)
 
 
 # Talking to scrapyd
