@@ -162,6 +162,12 @@ class ShardedImagesPipeline(ImagesPipeline):
         item.media_requests = []
         return item
 
+    def close_spider(self) -> None:
+        # Recorded so a test (and an operator) can see the media cache stays bounded.
+        info = getattr(self, "spiderinfo", None)
+        if info is not None:
+            self.stats.set_value("hotelimages/media_cache_entries", len(info.downloaded) + len(info.downloading))
+
     # Internals
     def _store(self, response: Any, request: Request) -> dict:
         if response.status != 200:
