@@ -162,6 +162,13 @@ def shown_settings(settings: Mapping[str, str]) -> dict[str, str]:
     return {k: redact_url(v) if k in _URL_SETTINGS else v for k, v in settings.items()}
 
 
+def describe(host: Host, common: Iterable[tuple[str, str]] = ()) -> str:
+    """What would be scheduled on a host, passwords redacted (for ``--dry-run``)."""
+    shown = shown_settings(merged_settings(common, host.settings))
+    auth = f" as {host.credentials.username}" if host.credentials else ""
+    return f"{host.name}{auth}: would schedule " + " ".join([SPIDER, *(f"-s {k}={v}" for k, v in shown.items())])
+
+
 def pick_credentials(host: Host, default: Credentials | None) -> Credentials | None:
     """A host's own user information wins over ``--user``/``--password`` or the environment."""
     return host.credentials or default

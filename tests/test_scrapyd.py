@@ -131,6 +131,12 @@ def test_shown_settings_redact_redis_passwords():
     assert shown == {"REDIS_URL": "redis://***@q:6379/0", "NODE_ID": "pc12"}
 
 
+def test_describe_shows_settings_without_passwords():
+    host = schedule.parse_host_line("http://ops:hunter2@pc12:6800 NODE_ID=pc12")
+    text = schedule.describe(host, [("REDIS_URL", "redis://:sesame@q:6379/0"), ("NODE_ID", "x")])
+    assert text == "http://pc12:6800/ as ops: would schedule hotels -s REDIS_URL=redis://***@q:6379/0 -s NODE_ID=pc12"
+
+
 def test_env_file_lines_and_precedence():
     text = '# node\nexport REDIS_URL=redis://q:6379/0\nIMAGES_STORE="D:/image"\n\nNODE_ID = pc12\n'
     assert parse_env_file(text) == {"REDIS_URL": "redis://q:6379/0", "IMAGES_STORE": "D:/image", "NODE_ID": "pc12"}
