@@ -107,7 +107,7 @@ class Config:
 
     def count(self, ctx: Context, out: Path) -> tuple[int, int, float, float]:
         """Files stored: count, bytes, first and last mtime."""
-        return files_under(out)
+        return files_under(out / "store")
 
     def check(self, ctx: Context, out: Path, result: RunResult) -> None:
         """Set ``result.ok`` and ``note`` from what the run left behind."""
@@ -133,7 +133,7 @@ class OurNode(Config):
         client = redis.Redis.from_url(ctx.redis_url)
         client.flushdb()  # our own private redis-server, started by the benchmark
         keys = Keys()
-        # LPUSH in reverse so nodes (which pop from the right) take hotels in corpus order.
+        # LPUSH in order: nodes pop from the right, so they take hotels in corpus order.
         for i in range(0, len(ctx.hotel_ids), 10_000):
             client.lpush(keys.start_ids, *ctx.hotel_ids[i : i + 10_000])
         client.config_resetstat()
@@ -279,10 +279,7 @@ def install_img2dataset(venv: Path, log=print) -> str | None:
         return None
     log(f"bench: installing img2dataset into {venv} (a separate venv; takes a minute) ...")
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-        base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        shutil.rmtree(venv)
-        subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "img2dataset"], check=True,
                        stdout=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as exc:

@@ -58,7 +58,11 @@ def listing(h: int, images: int, base_url: str, path: str = "img", per_hotel: in
     return {
         "hotel_id": hotel_id(h),
         "images": [
-            {"id": f"i{n:06d}", "url": f"{base_url}/{path}/{image_name(n)}", "category": CATEGORIES[n % len(CATEGORIES)]}
+            {
+                "id": f"i{n:06d}",
+                "url": f"{base_url}/{path}/{image_name(n)}",
+                "category": CATEGORIES[n % len(CATEGORIES)],
+            }
             for n in hotel_images(h, images, per_hotel)
         ],
         "next": None,

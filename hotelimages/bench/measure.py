@@ -2,8 +2,9 @@
 
 CPU time comes from ``wait4`` (the kernel's user+sys of each process and of
 every descendant it reaped), so nothing is lost between samples. RSS is sampled
-(psutil, every ``interval`` seconds) across the whole tree: the peak of the sum
-and the peak of any single process (also checked against ``wait4``'s maxrss).
+(psutil, every ``interval`` seconds) across the whole tree: the peak of the sum,
+and the peak of any single process from the kernel's VmHWM. (``wait4``'s
+maxrss is not used: it counts the forked parent's memory before ``exec``.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,20 @@ class Measurement:
         return self.cpu_user + self.cpu_sys
 
 
+def _peak_rss(pid: int) -> int:
+    """The kernel's high-water mark of a process's RSS (VmHWM), in bytes; 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _tree_rss(pids: list[int]) -> tuple[int, int]:
+    """The RSS summed over the trees of ``pids`` now, and the largest peak RSS of any process in them."""
     total = biggest = 0
     for pid in pids:
         try:
@@ -49,7 +63,7 @@ def _tree_rss(pids: list[int]) -> tuple[int, int]:
             except psutil.NoSuchProcess:
                 continue
             total += rss
-            biggest = max(biggest, rss)
+            biggest = max(biggest, rss, _peak_rss(p.pid))
     return total, biggest
 
 
@@ -85,7 +99,6 @@ def run_processes(
                     del running[pid]
                     out.cpu_user += usage.ru_utime
                     out.cpu_sys += usage.ru_stime
-                    out.peak_rss_max = max(out.peak_rss_max, usage.ru_maxrss * 1024)
             if not running:
                 break
             now = time.monotonic() - started
@@ -111,13 +124,15 @@ def run_processes(
     return out
 
 
-def files_under(root: Path, skip_names: tuple[str, ...] = ("manifest.json",)) -> tuple[int, int, float, float]:
-    """Count, total bytes, first and last mtime of the files under ``root`` (temp files excluded)."""
+def files_under(
+    root: Path, skip_names: tuple[str, ...] = ("manifest.json",), skip_suffixes: tuple[str, ...] = ()
+) -> tuple[int, int, float, float]:
+    """Count, total bytes, first and last mtime of the files under ``root`` (temp and skipped files excluded)."""
     count = size = 0
     first, last = float("inf"), 0.0
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
-            if name in skip_names or name.startswith(".") or name.endswith((".tmp", ".part")):
+            if name in skip_names or name.startswith(".") or name.endswith((".tmp", ".part", *skip_suffixes)):
                 continue
             st = os.stat(os.path.join(dirpath, name))
             count += 1

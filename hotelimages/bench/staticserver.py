@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import mimetypes
-import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
