@@ -155,10 +155,15 @@ class QueueEntry:
 
     hotel_id: str
     inline_images: list[Any] | None = None
+    force: bool = False  # redo even if the hotel is already done (``"force": true`` in a record)
 
 
 def parse_queue_entry(raw: bytes, id_pattern: str) -> QueueEntry:
-    """Decode one pending-list entry (a bare ID or a JSON record); raises ListingError or InvalidId."""
+    """Decode one pending-list entry (a bare ID or a JSON record); raises ListingError or InvalidId.
+
+    A record is ``{"hotel_id": ..., "images": [...]}`` (listing inline) or
+    ``{"hotel_id": ...}`` (listing fetched); ``"force": true`` redoes a done hotel.
+    """
     text = raw.decode("utf-8", errors="replace").strip()
     if text.startswith("{"):
         try:
@@ -171,7 +176,10 @@ def parse_queue_entry(raw: bytes, id_pattern: str) -> QueueEntry:
         if isinstance(hotel_id, int) and not isinstance(hotel_id, bool):
             hotel_id = str(hotel_id)
         validate_id(hotel_id, id_pattern, "hotel")
+        force = data.get("force") is True
+        if "images" not in data:  # a record without a listing: fetch it like a bare ID
+            return QueueEntry(hotel_id, None, force)
         page = parse_listing_document(data)
-        return QueueEntry(hotel_id, page.images)
+        return QueueEntry(hotel_id, page.images, force)
     validate_id(text, id_pattern, "hotel")
     return QueueEntry(text)

@@ -209,6 +209,16 @@ return done
 """
 
 
+def forced_entry(candidate: Candidate) -> str:
+    """The entry that makes a node redo a hotel even if it is done: a record with ``"force": true``."""
+    if candidate.entry.startswith("{"):
+        record = json.loads(candidate.entry)
+    else:
+        record = {"hotel_id": candidate.hotel_id}
+    record["force"] = True
+    return json.dumps(record, separators=(",", ":"))
+
+
 def load_ids(
     client: Any,
     keys: Keys,
@@ -238,7 +248,7 @@ def load_ids(
                 0 if force else 1,
                 0 if dry_run else 1,
                 "\n".join(c.hotel_id for c in batch),
-                "\n".join(c.entry for c in batch),
+                "\n".join(forced_entry(c) if force else c.entry for c in batch),
             ],
         )
         report.skipped_done += len(skipped)

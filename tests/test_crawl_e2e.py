@@ -92,3 +92,24 @@ def test_hotel_already_done_is_not_downloaded_again(redis_client, redis_url, bas
     assert json.loads(redis_client.hget(KEYS.manifests, hid)) == first
     assert int(redis_client.hget(KEYS.stats, "hotels/skipped_done")) == 1
     assert redis_client.llen(KEYS.start_ids) == 0 and redis_client.zcard(KEYS.leases) == 0
+
+
+def test_forced_push_redoes_a_done_hotel(redis_client, redis_url, base_url, tmp_path):
+    from hotelimages.loader import load_ids, parse_lines
+
+    hid = catalogue.hotel_ids(1)[0]
+    store = tmp_path / "store"
+    redis_client.lpush(KEYS.start_ids, hid)
+    assert run_crawl(redis_url, base_url, store).returncode == 0
+    first = json.loads(redis_client.hget(KEYS.manifests, hid))
+    report = load_ids(redis_client, KEYS, parse_lines([hid + "\n"], "stdin", r"[0-9]+"), force=True)
+    assert report.pushed == 1
+
+    proc = run_crawl(redis_url, base_url, store)
+
+    assert proc.returncode == 0
+    again = json.loads(redis_client.hget(KEYS.manifests, hid))
+    assert again["finished_at"] > first["finished_at"]  # done again, not skipped
+    assert again["images"] == first["images"]
+    assert int(redis_client.hget(KEYS.stats, "hotels/complete")) == 1  # still one hotel
+    assert "'hotelimages/images/uptodate'" in proc.stderr  # files on disk reused, not fetched again

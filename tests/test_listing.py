@@ -365,12 +365,21 @@ def test_parse_queue_entry_json_record_with_inline_images():
     )
 
 
-def test_parse_queue_entry_json_record_without_images_has_an_empty_list():
-    assert parse_queue_entry(b'{"hotel_id": "7"}', DEFAULT_ID_PATTERN) == QueueEntry("7", [])
+def test_parse_queue_entry_json_record_without_images_fetches_the_listing():
+    assert parse_queue_entry(b'{"hotel_id": "7"}', DEFAULT_ID_PATTERN) == QueueEntry("7", None)
+
+
+def test_parse_queue_entry_json_record_with_empty_images_is_an_empty_hotel():
+    assert parse_queue_entry(b'{"hotel_id": "7", "images": []}', DEFAULT_ID_PATTERN) == QueueEntry("7", [])
 
 
 def test_parse_queue_entry_json_record_with_an_int_hotel_id():
-    assert parse_queue_entry(b'{"hotel_id": 7892470}', DEFAULT_ID_PATTERN) == QueueEntry("7892470", [])
+    assert parse_queue_entry(b'{"hotel_id": 7892470}', DEFAULT_ID_PATTERN) == QueueEntry("7892470", None)
+
+
+def test_parse_queue_entry_force_flag():
+    assert parse_queue_entry(b'{"hotel_id": "7", "force": true}', DEFAULT_ID_PATTERN) == QueueEntry("7", None, True)
+    assert parse_queue_entry(b'{"hotel_id": "7", "force": "yes"}', DEFAULT_ID_PATTERN).force is False
 
 
 @pytest.mark.parametrize("raw", [b'{"hotel_id": ', b"{not json}", b'{"id": "7"}'])

@@ -106,7 +106,8 @@ def test_load_ids_force_pushes_done_and_pending_but_not_duplicates(redis_client)
     redis_client.lpush(KEYS.start_ids, "b")
     report = loader.load_ids(redis_client, KEYS, loader.parse_lines(["a\n", "b\n", "a\n"]), force=True)
     assert (report.pushed, report.skipped_done, report.skipped_pending, report.skipped_duplicate) == (2, 0, 0, 1)
-    assert pending(redis_client) == ["b", "a", "b"]
+    # Forced entries are records that make a node redo the hotel even though it is done.
+    assert pending(redis_client) == ["b", '{"hotel_id":"a","force":true}', '{"hotel_id":"b","force":true}']
 
 
 def test_load_ids_dry_run_writes_nothing(redis_client):

@@ -172,7 +172,7 @@ class HotelsSpider(scrapy.Spider):
         for raw, entry in parsed:
             if isinstance(entry, Exception):
                 out.append(HotelItem(raw, _shown(raw), started, failure=entry.reason, failure_detail=str(entry)))
-            elif entry.hotel_id in done:
+            elif entry.hotel_id in done and not entry.force:
                 await self.leases.ack(raw)
                 await self.redis.hincrby(self.cfg.keys.stats, "hotels/skipped_done", 1)
                 self.crawler.stats.inc_value("hotelimages/hotels/skipped_done")
