@@ -58,9 +58,9 @@ def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,
 
 
 def files_under(store: Path) -> dict[str, str]:
-    """Relative path -> sha1 of every image file under a store (manifests left out)."""
+    """Relative path -> sha1 of every image file under a store (manifests and merge state left out)."""
     return {
         p.relative_to(store).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
         for p in store.rglob("*")
-        if p.is_file() and p.name != "manifest.json"
+        if p.is_file() and p.name != "manifest.json" and ".hotelimages" not in p.relative_to(store).parts
     }
