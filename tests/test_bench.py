@@ -86,12 +86,14 @@ def test_parse_collapsed_counts_self_cumulative_and_layers():
         "main (scrapy/cmdline.py);_store (hotelimages/pipelines/images.py);openssl_sha1 (hashlib.py) 3",
         "main (scrapy/cmdline.py);dataReceived (twisted/web/_newclient.py) 2",
         "main (scrapy/cmdline.py);_find_and_load (<frozen importlib._bootstrap>) 1",
+        "_bootstrap (threading.py);_worker (concurrent/futures/thread.py) 7",
     ]
     self_c, cum_c, layers, total = parse_collapsed(lines)
     assert total == 6
     assert self_c["hashlib.py:openssl_sha1"] == 3
     assert cum_c["scrapy/cmdline.py:main"] == 6
-    assert layers == {"hotelimages": 3, "twisted": 2, "startup (imports)": 1}
+    assert layers == {"hotelimages": 3, "twisted": 2, "startup (imports)": 1,
+                      "idle (waiting threads, not in total)": 7}
     assert short_frame("f (/x/lib/python3.11/site-packages/scrapy/a.py:12)") == "scrapy/a.py:f"
     assert frame_layer("g (zope/interface/ro.py)") == "twisted"
     assert frame_layer("g (os.py)") is None

@@ -105,6 +105,10 @@ class Config:
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         raise NotImplementedError
 
+    def cwd(self, out: Path) -> Path:
+        """Where the processes run: the run folder, so no ``scrapy.cfg`` of this project is found."""
+        return out
+
     def count(self, ctx: Context, out: Path) -> tuple[int, int, float, float]:
         """Files stored: count, bytes, first and last mtime."""
         return files_under(out / "store")
@@ -148,6 +152,9 @@ class OurNode(Config):
             cmds.append([sys.executable, "-m", "scrapy", "crawl", "hotels", *_settings_args(settings)])
             envs.append(env)
         return cmds, envs
+
+    def cwd(self, out: Path) -> Path:
+        return ROOT  # the project's scrapy.cfg and settings
 
     def check(self, ctx: Context, out: Path, result: RunResult) -> None:
         client = redis.Redis.from_url(ctx.redis_url)
@@ -312,7 +319,8 @@ def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.
     logs = [out / f"process{i}.log" for i in range(len(cmds))]
     server_before = ctx.server.cpu_seconds()
     m: Measurement = run_processes(
-        cmds, env=[e if e is not None else dict(os.environ) for e in envs], cwd=ROOT, logs=logs, timeout=timeout
+        cmds, env=[e if e is not None else dict(os.environ) for e in envs], cwd=config.cwd(out), logs=logs,
+        timeout=timeout,
     )
     server_cpu = ctx.server.cpu_seconds() - server_before
     count, size, first, last = config.count(ctx, out)

@@ -33,6 +33,15 @@ LAYERS = (
     ("worker threads", "concurrent"),
 )
 STARTUP = "startup (imports)"
+#: Leaf frames of threads that wait for work: py-spy counts a thread blocked on a lock in C
+#: as active, but these samples are not CPU. They are dropped and counted apart.
+IDLE_LEAVES = frozenset({
+    "concurrent/futures/thread.py:_worker",
+    "threading.py:Condition.wait",
+    "threading.py:Event.wait",
+    "queue.py:Queue.get",
+    "selectors.py:EpollSelector.select",
+})
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -69,7 +78,11 @@ def short_frame(frame: str) -> str:
 
 
 def parse_collapsed(lines: list[str]) -> tuple[Counter, Counter, Counter, int]:
-    """Self, cumulative and per-layer sample counts from py-spy's raw (collapsed) output."""
+    """Self, cumulative and per-layer sample counts from py-spy's raw (collapsed) output.
+
+    Samples whose leaf is in IDLE_LEAVES are left out of the tables and counted
+    under the layer ``idle (waiting threads)``; ``total`` excludes them.
+    """
     self_c: Counter = Counter()
     cum_c: Counter = Counter()
     layer_c: Counter = Counter()
@@ -86,6 +99,9 @@ def parse_collapsed(lines: list[str]) -> tuple[Counter, Counter, Counter, int]:
         frames = [short_frame(f) for f in stack.split(";") if f]
         raw = stack.split(";")
         if not frames:
+            continue
+        if frames[-1] in IDLE_LEAVES:
+            layer_c["idle (waiting threads, not in total)"] += count
             continue
         total += count
         self_c[frames[-1]] += count
