@@ -112,7 +112,7 @@ def inspect_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(body), formats=list(allowed_formats)) as im:
+            with Image.open(io.BytesIO(body), formats=allowed_formats) as im:
                 fmt = im.format or ""
                 width, height = im.size
                 if width * height > max_pixels:

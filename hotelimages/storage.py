@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
+# Folders remembered as existing (a set of strings, cleared when full: memory stays bounded).
+MADE_DIRS_LIMIT = 20_000
 _counter = itertools.count()
 
 
-def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
-    """Write ``data`` to a temporary name in the same folder, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
+def write_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = False,
+                 made_dirs: set[str] | None = None) -> None:
+    """Write ``data`` to a temporary name in the same folder, then rename it over ``path``.
+
+    ``made_dirs`` caches folders known to exist, saving a mkdir call per file on the
+    hot path; a folder removed meanwhile is simply made again.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if made_dirs is None or folder not in made_dirs:
+        os.makedirs(folder, exist_ok=True)
+        if made_dirs is not None:
+            if len(made_dirs) >= MADE_DIRS_LIMIT:
+                made_dirs.clear()
+            made_dirs.add(folder)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
     try:
-        with open(tmp, "wb") as f:
+        try:
+            f = open(tmp, "wb")  # noqa: SIM115 - closed below, before the rename
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        with f:
             f.write(data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
 
 

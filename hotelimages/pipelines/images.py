@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,13 @@ from hotelimages.fingerprint import IMAGE_META_KEY, image_fingerprint
 from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
 from hotelimages.listing import url_refusal
-from hotelimages.sharding import hotel_dir, image_relpath, resolve_in_store
+from hotelimages.sharding import hotel_dir, image_relpath
 from hotelimages.storage import remove_temp_files, write_atomic
 
 logger = logging.getLogger(__name__)
 
 FAILURE_META_KEY = "hotelimages_failure"
+REDO_META_KEY = "hotelimages_redo"  # the hotel's folder existed: stored files may be reused
 # A temporary file this old cannot belong to a write in progress (writes take milliseconds).
 STALE_TEMP_SECONDS = 300
 
@@ -88,6 +90,8 @@ class ShardedImagesPipeline(ImagesPipeline):
         super().__init__(store_uri, crawler=crawler)
         self.cfg = HotelsConfig.from_settings(crawler.settings)
         self.store_root = Path(store_uri).resolve()
+        self.store_dir = str(self.store_root)
+        self._made_dirs: set[str] = set()
         self.stats = crawler.stats
 
     # Overridable Interface
@@ -95,14 +99,15 @@ class ShardedImagesPipeline(ImagesPipeline):
         if not isinstance(item, HotelItem) or item.failure:
             return []
         folder = self.store_root / hotel_dir(item.hotel_id, self.cfg.shard_depth, self.cfg.id_pattern)
-        if folder.is_dir():  # a redo: drop temporary files that a killed process left behind
+        redo = folder.is_dir()
+        if redo:  # drop temporary files that a killed process left behind
             removed = remove_temp_files(folder, older_than=STALE_TEMP_SECONDS)
             if removed:
                 logger.info("Removed %d stale temporary files of hotel %s", removed, item.hotel_id)
         item.media_requests = [
             Request(
                 img.url,
-                meta={IMAGE_META_KEY: (item.hotel_id, img.category, img.id)},
+                meta={IMAGE_META_KEY: (item.hotel_id, img.category, img.id), REDO_META_KEY: redo},
                 dont_filter=True,
             )
             for img in item.images
@@ -111,6 +116,8 @@ class ShardedImagesPipeline(ImagesPipeline):
 
     def media_to_download(self, request: Request, info: Any, *, item: Any = None) -> dict | None:
         """Reuse a complete file already stored for this image (resume), if not older than IMAGES_EXPIRES."""
+        if not request.meta.get(REDO_META_KEY):
+            return None  # a hotel seen for the first time: nothing stored to reuse
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
         folder = self.store_root / hotel_dir(hotel_id, self.cfg.shard_depth, self.cfg.id_pattern) / category
         if not folder.is_dir():
@@ -147,9 +154,13 @@ class ShardedImagesPipeline(ImagesPipeline):
     def item_completed(self, results: list, item: Any, info: Any) -> Any:
         if not isinstance(item, HotelItem):
             return item
+        stored_count = stored_bytes = 0
         for (ok, value), request, img in zip(results, item.media_requests, item.images, strict=True):
             if ok and isinstance(value, dict) and value.get("status") != "failed":
                 item.stored.append(value["stored"])
+                if value["status"] == "downloaded":
+                    stored_count += 1
+                    stored_bytes += value["stored"].bytes
             else:
                 reason = request.meta.get(FAILURE_META_KEY) or (
                     value.get("reason") if isinstance(value, dict) else None
@@ -160,6 +171,9 @@ class ShardedImagesPipeline(ImagesPipeline):
             # Bound memory: Scrapy would keep every result for the spider's lifetime.
             info.downloaded.pop(image_fingerprint(item.hotel_id, img.category, img.id, img.url), None)
         item.media_requests = []
+        if stored_count:  # counted per hotel, not per image: Scrapy's stats calls are not free
+            self.stats.inc_value("hotelimages/images/stored", stored_count)
+            self.stats.inc_value("hotelimages/images/bytes", stored_bytes)
         return item
 
     def close_spider(self) -> None:
@@ -186,11 +200,10 @@ class ShardedImagesPipeline(ImagesPipeline):
         rel = image_relpath(
             hotel_id, category, image_id, meta.ext, self.cfg.shard_depth, self.cfg.image_id_pattern, self.cfg.id_pattern
         )
-        path = resolve_in_store(self.store_root, rel)
-        write_atomic(path, body, self.cfg.fsync)
-        self.stats.inc_value("hotelimages/images/stored")
-        self.stats.inc_value("hotelimages/images/bytes", len(body))
-        return self._result(request, request.url, body, meta.width, meta.height, path.name, "downloaded")
+        # ``rel`` is made of checked IDs only (no separators, no dot names), so joining it
+        # cannot leave the store; resolving symlinks per file would cost a syscall per level.
+        write_atomic(os.path.join(self.store_dir, rel), body, self.cfg.fsync, self._made_dirs)
+        return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded")
 
     def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str) -> dict:
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
