@@ -75,6 +75,10 @@ def test_crawl_stores_every_image_at_its_sharded_path(redis_client, redis_url, b
     stats = {k.decode(): int(v) for k, v in redis_client.hgetall(KEYS.stats).items()}
     assert stats["hotels/complete"] == HOTELS
     assert stats["images/stored"] == len(expected)
+    # The node's own counters (counted per hotel) agree with what is on disk.
+    assert f"'hotelimages/images/stored': {len(expected)}," in proc.stderr
+    total = sum((store / rel).stat().st_size for rel in expected)
+    assert f"'hotelimages/images/bytes': {total}," in proc.stderr
 
 
 def test_hotel_already_done_is_not_downloaded_again(redis_client, redis_url, base_url, tmp_path):
