@@ -76,6 +76,9 @@ def run_memory_check(args: argparse.Namespace) -> int:
             timeout=6 * 3600,
         )
         done = int(client.hget(keys.stats, "images/stored") or 0)
+        if samples and m.samples:
+            # The last RSS seen before the process exited stands for 100%.
+            samples.append((m.wall, done, m.samples[-1][1]))
         manifests = client.hlen(keys.manifests)
         client.close()
     wall = time.monotonic() - started
