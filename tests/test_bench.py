@@ -138,3 +138,12 @@ def test_bench_help_runs_as_a_script():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert "--quick" in out.stdout and "img2dataset" in out.stdout
+
+
+def test_comparison_spiders_run_outside_the_checkout(tmp_path):
+    from hotelimages.bench.configs import ROOT as BENCH_ROOT
+    from hotelimages.bench.configs import OurNode, all_configs
+
+    for config in all_configs(tmp_path):
+        expected = BENCH_ROOT if isinstance(config, OurNode) else tmp_path
+        assert config.cwd(tmp_path) == expected, config.name  # else scrapy.cfg loads our settings
