@@ -107,6 +107,7 @@ class HotelsConfig:
     max_image_pixels: int = defaults.HOTELS_MAX_IMAGE_PIXELS
     image_hosts: tuple[str, ...] = ()
     fsync: bool = defaults.HOTELS_FSYNC
+    write_threads: int = defaults.HOTELS_WRITE_THREADS
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -155,4 +156,5 @@ class HotelsConfig:
             max_image_pixels=_int(settings, "HOTELS_MAX_IMAGE_PIXELS", 1),
             image_hosts=tuple(h.lower() for h in _list(settings, "HOTELS_IMAGE_HOSTS")),
             fsync=_bool(settings, "HOTELS_FSYNC"),
+            write_threads=_int(settings, "HOTELS_WRITE_THREADS"),
         )

@@ -56,6 +56,8 @@ HOTELS_FULL_DECODE = False
 HOTELS_MAX_IMAGE_PIXELS = 89_478_485
 #: If not empty, only images on these hosts (or their subdomains) are fetched.
 HOTELS_IMAGE_HOSTS: list = []
+#: Threads that write and hash image files off the reactor; 0 writes on the reactor thread.
+HOTELS_WRITE_THREADS = 4
 #: fsync each file before renaming it into place (durable against power loss, slower).
 HOTELS_FSYNC = False
 #: Seconds between progress lines and heartbeats; 0 disables the progress extension.

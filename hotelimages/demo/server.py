@@ -34,6 +34,7 @@ class DemoServer(resource.Resource):
         self.faults = faults or {}
         self.slow_seconds = slow_seconds
         self.hits: Counter[str] = Counter()
+        self.connections = 0
 
     def render_GET(self, request: Any) -> bytes | int:
         parts = urlsplit(request.uri.decode("latin-1"))
@@ -42,6 +43,9 @@ class DemoServer(resource.Resource):
         self.hits[parts.path + "?" + parts.query] += 1
         if segments == ["healthz"]:
             return b"ok"
+        if segments == ["stats"]:  # for tests: how many TCP connections clients opened
+            request.setHeader(b"content-type", b"application/json")
+            return json.dumps({"connections": self.connections}).encode()
         if len(segments) == 3 and segments[0] == "hotels" and segments[2] == "photos":
             return self._listing(request, segments[1], int(query.get("page", "1")), parts)
         if len(segments) == 4 and segments[0] == "img":
@@ -159,10 +163,19 @@ class DemoServer(resource.Resource):
         return f"error {status}\n".encode()
 
 
+class _CountingSite(server.Site):
+    """A Site that counts the connections clients open (keep-alive reuse shows as few)."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.resource.connections += 1
+        return super().buildProtocol(addr)
+
+
 def serve(hotels: int, port: int = 0, host: str = "127.0.0.1", first_id: int = cat.FIRST_ID,
           faults: dict[str, int] | None = None, slow_seconds: float = 3.0, on_ready: Any = None) -> None:
     """Run the demo server until the process is stopped; ``on_ready(url)`` is called once listening."""
-    site = server.Site(DemoServer(hotels, first_id, faults, slow_seconds))
+    root = DemoServer(hotels, first_id, faults, slow_seconds)
+    site = _CountingSite(root)
     site.noisy = False
     site.log = lambda request: None  # no access log: tens of thousands of lines per crawl
     listener = reactor.listenTCP(port, site, interface=host, backlog=1024)

@@ -10,10 +10,13 @@ hotel is settled so a long run keeps flat memory.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,9 @@ from hotelimages.storage import remove_temp_files, write_atomic
 logger = logging.getLogger(__name__)
 
 FAILURE_META_KEY = "hotelimages_failure"
+STORE_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS) if code is not None
+)
 REDO_META_KEY = "hotelimages_redo"  # the hotel's folder existed: stored files may be reused
 # A temporary file this old cannot belong to a write in progress (writes take milliseconds).
 STALE_TEMP_SECONDS = 300
@@ -92,6 +98,10 @@ class ShardedImagesPipeline(ImagesPipeline):
         self.store_root = Path(store_uri).resolve()
         self.store_dir = str(self.store_root)
         self._made_dirs: set[str] = set()
+        self._executor = (
+            ThreadPoolExecutor(self.cfg.write_threads, thread_name_prefix="hotelimages-write")
+            if self.cfg.write_threads else None
+        )
         self.stats = crawler.stats
 
     # Overridable Interface
@@ -141,9 +151,25 @@ class ShardedImagesPipeline(ImagesPipeline):
 
     async def media_downloaded(self, response: Any, request: Request, info: Any, *, item: Any = None) -> dict:
         try:
-            return self._store(response, request)
+            rel, meta = self._check(response, request)
         except ImageRejected as exc:
             return self._failed(request, exc.reason, str(exc))
+        body = response.body
+        path = os.path.join(self.store_dir, rel)
+        try:
+            if self._executor is None:
+                digest = self._write_and_hash(path, body)
+            else:
+                # File I/O and hashing release the GIL: the reactor parses other responses meanwhile.
+                digest = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._write_and_hash, path, body
+                )
+        except OSError as exc:
+            if exc.errno in STORE_FULL_ERRNOS:
+                self._stop_store_unusable(exc)
+            return self._failed(request, "write_error", str(exc))
+        return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded",
+                            digest)
 
     def media_failed(self, failure: Any, request: Request, info: Any) -> None:
         # Returning instead of raising keeps Scrapy from logging a traceback per failed
@@ -177,13 +203,16 @@ class ShardedImagesPipeline(ImagesPipeline):
         return item
 
     def close_spider(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         # Recorded so a test (and an operator) can see the media cache stays bounded.
         info = getattr(self, "spiderinfo", None)
         if info is not None:
             self.stats.set_value("hotelimages/media_cache_entries", len(info.downloaded) + len(info.downloading))
 
     # Internals
-    def _store(self, response: Any, request: Request) -> dict:
+    def _check(self, response: Any, request: Request) -> tuple[str, Any]:
+        """The store-relative path and header facts of a downloaded image; raises ImageRejected."""
         if response.status != 200:
             location = response.headers.get(b"Location", b"").decode("latin-1")
             if 300 <= response.status < 400 and location and url_refusal(response.urljoin(location)):
@@ -192,22 +221,35 @@ class ShardedImagesPipeline(ImagesPipeline):
         refusal = url_refusal(response.url, self.cfg.image_hosts)
         if refusal:
             raise ImageRejected(refusal, f"after redirects: {response.url[:200]}")
-        body = response.body
-        meta = inspect_image(body, self.cfg.allowed_formats, self.cfg.max_image_pixels, self.cfg.full_decode)
+        meta = inspect_image(response.body, self.cfg.allowed_formats, self.cfg.max_image_pixels, self.cfg.full_decode)
         if meta.width < self.min_width or meta.height < self.min_height:
             raise ImageRejected("too_small", f"{meta.width}x{meta.height}")
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
+        # ``rel`` is made of checked IDs only (no separators, no dot names), so joining it to
+        # the store cannot leave it; resolving symlinks per file would cost a syscall per level.
         rel = image_relpath(
             hotel_id, category, image_id, meta.ext, self.cfg.shard_depth, self.cfg.image_id_pattern, self.cfg.id_pattern
         )
-        # ``rel`` is made of checked IDs only (no separators, no dot names), so joining it
-        # cannot leave the store; resolving symlinks per file would cost a syscall per level.
-        write_atomic(os.path.join(self.store_dir, rel), body, self.cfg.fsync, self._made_dirs)
-        return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded")
+        return rel, meta
 
-    def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str) -> dict:
+    def _write_and_hash(self, path: str, body: bytes) -> str:
+        write_atomic(path, body, self.cfg.fsync, self._made_dirs)
+        return hashlib.sha1(body).hexdigest()
+
+    def _stop_store_unusable(self, exc: OSError) -> None:
+        """A full or read-only store: stop the node and give its hotels back, rather than fail them all."""
+        leases = getattr(self.crawler.spider, "leases", None)
+        if leases is None or leases.abandoned:
+            return
+        logger.error("The store %s cannot be written (%s): stopping; unfinished hotels go back to the queue",
+                     self.store_dir, exc)
+        leases.abandoned = True
+        asyncio.ensure_future(self.crawler.engine.close_spider_async(reason="store_unwritable"))
+
+    def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str,
+                digest: str | None = None) -> dict:
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
-        digest = hashlib.sha1(body).hexdigest()
+        digest = digest or hashlib.sha1(body).hexdigest()
         stored = StoredImage(image_id, url, category, name, len(body), width, height, digest)
         return {"url": url, "path": name, "checksum": digest, "status": status, "stored": stored}
 
