@@ -123,12 +123,13 @@ class Config:
 class OurNode(Config):
     """``scrapy crawl hotels``: claims, listings, checks, sharded original-bytes store, manifests."""
 
-    def __init__(self, processes: int = 1):
+    def __init__(self, processes: int = 1, name: str = "", label: str = "", settings: dict[str, str] | None = None):
         self.processes = processes
-        self.name = "node" if processes == 1 else f"node{processes}p"
-        self.label = (
+        self.name = name or ("node" if processes == 1 else f"node{processes}p")
+        self.label = label or (
             "our node, 1 process" if processes == 1 else f"our node, {processes} processes (one per core)"
         )
+        self.settings = settings or {}
 
     def available(self, ctx: Context) -> str | None:
         return None if ctx.redis_url else "no redis-server"
@@ -145,7 +146,7 @@ class OurNode(Config):
 
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         cmds, envs = [], []
-        settings = {**NODE_SETTINGS, **ctx.node_settings}
+        settings = {**NODE_SETTINGS, **self.settings, **ctx.node_settings}
         for i in range(self.processes):
             env = crawl_env(ctx.redis_url, ctx.server.base_url, out / "store", f"bench-{chr(97 + i)}")
             env["HOTEL_LISTING_URL"] = f"{ctx.server.base_url}/listings/{{hotel_id}}.json"
@@ -294,10 +295,22 @@ def install_img2dataset(venv: Path, log=print) -> str | None:
     return None
 
 
+#: Our node as it was before the speed work of issue 6: Scrapy's own Downloader (every queued
+#: image started at once, a new connection each), file writes on the reactor thread,
+#: CONCURRENT_ITEMS=16 and Scrapy's full set of downloader middlewares.
+BEFORE_SETTINGS = {
+    "DOWNLOADER": "scrapy.core.downloader.Downloader",
+    "HOTELS_WRITE_THREADS": "0",
+    "CONCURRENT_ITEMS": "16",
+    "DOWNLOADER_MIDDLEWARES": "{}",
+}
+
+
 def all_configs(workdir: Path) -> list[Config]:
     """Every configuration, in the order they run within a round."""
     return [
         OurNode(1),
+        OurNode(1, "node-before", "our node, 1 process, without the issue-6 changes", BEFORE_SETTINGS),
         OurNode(2),
         ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
         ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
