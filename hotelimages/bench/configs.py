@@ -306,12 +306,21 @@ BEFORE_SETTINGS = {
 }
 
 
+#: Scrapy 2.19's experimental aiohttp download handler (aiohttp is already a Scrapy dependency).
+AIOHTTP_SETTINGS = {
+    "DOWNLOAD_HANDLERS": json.dumps({
+        scheme: "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler" for scheme in ("http", "https")
+    }),
+}
+
+
 def all_configs(workdir: Path) -> list[Config]:
     """Every configuration, in the order they run within a round."""
     return [
         OurNode(1),
         OurNode(1, "node-before", "our node, 1 process, without the issue-6 changes", BEFORE_SETTINGS),
         OurNode(2),
+        OurNode(1, "node-aiohttp", "our node, 1 process, Scrapy's experimental aiohttp handler", AIOHTTP_SETTINGS),
         ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
         ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
         ScrapySpiderConfig("raw", "raw Scrapy spider writing response.body", "raw_body.py", None),
