@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from hotelimages.localredis import free_port
+from hotelimages.localredis import free_port, stop_process
 
 NGINX_CONF = """\
 {user}worker_processes 1;
@@ -138,13 +138,7 @@ class StaticServer:
         return total
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> StaticServer:
