@@ -84,10 +84,10 @@ return #expired
 
 
 # KEYS: leases, owners, manifests, failed, stats.
-# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images.
-# Records a hotel's outcome and acknowledges its claim in one step. A result that
-# arrives after the hotel was recorded by another claim is dropped (returns 0), so
-# every hotel has exactly one result and the per-status counters count hotels.
+# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1).
+# Records a hotel's outcome and acknowledges its claim in one step. A result for a
+# hotel that is already recorded is dropped (returns 0) unless the claim was forced,
+# so every hotel has exactly one result and the counters count it once.
 RECORD_LUA = """
 local mine = redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1]
 local old = redis.call('HGET', KEYS[3], ARGV[3])
@@ -95,7 +95,7 @@ if mine then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('HDEL', KEYS[2], ARGV[2])
 end
-if old and (not mine or ARGV[4] == 'failed') then
+if old and (ARGV[4] == 'failed' or ARGV[9] ~= '1' or not mine) then
   return 0
 end
 if ARGV[4] == 'manifest' then
@@ -139,9 +139,8 @@ def requeue_expired(client: Any, keys: Keys, limit: int = 10_000) -> int:
 class LeaseManager:
     """One process's claims: what it holds, claiming, renewing, acknowledging and giving back.
 
-    ``in_flight`` maps each claimed raw entry (bytes, exactly as it sat in the
-    list) to nothing in particular; the spider and the manifest pipeline share
-    this object through the spider.
+    ``in_flight`` is the set of claimed raw entries (bytes, exactly as they sat in
+    the list); the spider and the pipelines share this object through the spider.
     """
 
     def __init__(self, client: Any, keys: Keys, owner: str, lease_seconds: int):
@@ -188,17 +187,19 @@ class LeaseManager:
         images: int = 0,
         nbytes: int = 0,
         failed_images: int = 0,
+        force: bool = False,
     ) -> bool:
         """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
 
-        Returns False if the hotel had already been recorded by another claim; this
-        result is then dropped. The caller forgets the entry once this returns.
+        Returns False if the hotel had already been recorded (by another claim, or
+        earlier) and ``force`` is not set; this result is then dropped. The caller
+        forgets the entry once this returns.
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         k = self.keys
         n = await self._record(
             keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats],
-            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images],
+            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0],
         )
         return bool(n)
 

@@ -78,6 +78,18 @@ def _pattern(settings: Any, name: str) -> str:
     return raw
 
 
+def _formats(settings: Any, name: str) -> tuple[str, ...]:
+    from PIL import Image  # noqa: PLC0415 - only needed here
+
+    Image.init()
+    formats = tuple(f.upper() for f in _list(settings, name))
+    unknown = [f for f in formats if f not in Image.OPEN]
+    if unknown or not formats:
+        shown = unknown or formats
+        raise ValueError(f"setting {name} must name Pillow formats (e.g. JPEG, PNG, WEBP, GIF), got {shown}")
+    return formats
+
+
 @dataclass(frozen=True)
 class HotelsConfig:
     """All of hotelimages' own settings for one process."""
@@ -151,7 +163,7 @@ class HotelsConfig:
             force=_bool(settings, "HOTELS_FORCE"),
             max_listing_pages=_int(settings, "HOTELS_MAX_LISTING_PAGES", 1),
             max_images=_int(settings, "HOTELS_MAX_IMAGES", 1),
-            allowed_formats=tuple(f.upper() for f in _list(settings, "HOTELS_ALLOWED_FORMATS")),
+            allowed_formats=_formats(settings, "HOTELS_ALLOWED_FORMATS"),
             full_decode=_bool(settings, "HOTELS_FULL_DECODE"),
             max_image_pixels=_int(settings, "HOTELS_MAX_IMAGE_PIXELS", 1),
             image_hosts=tuple(h.lower() for h in _list(settings, "HOTELS_IMAGE_HOSTS")),

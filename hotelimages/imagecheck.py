@@ -113,7 +113,8 @@ def inspect_image(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(body), formats=allowed_formats) as im:
-                fmt = im.format or ""
+                # Pillow's JPEG opener calls multi-picture phone JPEGs "MPO": same bytes, same rules.
+                fmt = "JPEG" if im.format == "MPO" else (im.format or "")
                 width, height = im.size
                 if width * height > max_pixels:
                     raise ImageRejected("decompression_bomb", f"{width}x{height} pixels")

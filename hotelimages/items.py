@@ -56,4 +56,5 @@ class HotelItem:
     stored: list[StoredImage] = field(default_factory=list)
     failure: str | None = None
     failure_detail: str = ""
+    force: bool = False  # redo even if done: may replace a recorded manifest
     media_requests: list[Any] = field(default_factory=list, repr=False)

@@ -2,7 +2,7 @@
 
 The listing contract: ``{"hotel_id": "...", "images": [{"id", "url", "category"}, ...],
 "next": "<url>" | null}``. The spider's ``parse_listing`` method calls
-``parse_listing_document``; a different source only needs that method changed.
+``parse_listing_json``; a different source only needs that method changed.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def url_refusal(url: Any, image_hosts: tuple[str, ...] = ()) -> str | None:
     """Why ``url`` must not be fetched (a reason code), or None if it may be."""
     if not isinstance(url, str) or not url:
         return "missing_url"
+    if not _encodable(url):  # a lone surrogate from JSON would break the request and the manifest
+        return "malformed_url"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -114,7 +116,7 @@ def check_images(
         raw_id = raw.get("id")
         if isinstance(raw_id, int) and not isinstance(raw_id, bool):
             raw_id = str(raw_id)
-        shown_url = url if isinstance(url, str) else None
+        shown_url = url if isinstance(url, str) and _encodable(url) else None
         refusal = url_refusal(url, image_hosts)
         if raw_id is None or raw_id == "":
             image_id = derive_image_id(url) if isinstance(url, str) else None
@@ -139,6 +141,14 @@ def check_images(
         seen[key] = url
         out.images.append(ImageRef(image_id, url, category))
     return out
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe_id(value: Any, pattern: str) -> str | None:

@@ -105,6 +105,14 @@ def dumps(manifest: Manifest | dict[str, Any]) -> str:
     return json.dumps(manifest, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
 
 
-def failure_record(hotel_id: str, reason: str, detail: str, node: str, at: str) -> dict[str, str]:
-    """The value stored in ``hotels:failed`` for a hotel that could not be done."""
-    return {"hotel_id": hotel_id, "reason": reason, "detail": detail[:500], "node": node, "at": at}
+def failure_record(hotel_id: str, reason: str, detail: str, node: str, at: str, entry: bytes = b"") -> dict[str, str]:
+    """The value stored in ``hotels:failed`` for a hotel that could not be done.
+
+    A JSON record's entry is kept whole (``entry``), so ``scripts/retry_failed`` can push
+    it back with its inline images.
+    """
+    record = {"hotel_id": hotel_id, "reason": reason, "detail": detail[:500], "node": node, "at": at}
+    text = entry.decode("utf-8", errors="replace").strip()
+    if text.startswith("{") and reason != "malformed_record":
+        record["entry"] = text
+    return record

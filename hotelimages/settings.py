@@ -40,6 +40,11 @@ EXTENSIONS = {
 # Every request is unique by construction (one claim, one listing; images keyed
 # by hotel and image ID), and a requeued hotel must never be filtered out.
 DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
+# Spider middlewares that drop requests silently would strand a claimed hotel (no
+# callback, no errback): long cursor URLs in ``next`` are fine, listing depth is bounded
+# by HOTELS_MAX_LISTING_PAGES instead.
+URLLENGTH_LIMIT = 0
+DEPTH_LIMIT = 0
 REQUEST_FINGERPRINTER_CLASS = "hotelimages.fingerprint.HotelRequestFingerprinter"
 
 # --- Throughput for an image CDN ----------------------------------------------

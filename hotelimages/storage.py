@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import time
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
+# Write errors that mean the whole store is unusable (not one file): stop, do not fail hotels.
+STORE_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS) if code is not None
+)
 # Folders remembered as existing (a set of strings, cleared when full: memory stays bounded).
 MADE_DIRS_LIMIT = 20_000
 _counter = itertools.count()

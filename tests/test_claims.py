@@ -562,13 +562,31 @@ def test_a_forced_redo_by_the_owner_replaces_the_manifest_and_moves_the_status_c
     async def steps(client):
         lm = LeaseManager(client, KEYS, OWNER_A, lease_seconds=120)
         await lm.claim(1)
-        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4)
+        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4, force=True)
 
     assert run(redis_url, steps) is True
     assert redis_client.hgetall(KEYS.manifests) == {b"7892470": manifest_json("complete").encode()}
     counts = stats(redis_client)
     assert counts[b"hotels/partial"] == b"0"
     assert counts[b"hotels/complete"] == b"1"
+
+
+def test_an_unforced_second_result_by_the_owner_is_dropped(redis_url, redis_client):
+    # A node whose claim expired recorded the hotel first; the new owner's result is dropped.
+    redis_client.hset(KEYS.manifests, "7892470", manifest_json("partial"))
+    redis_client.hset(KEYS.stats, "hotels/partial", 1)
+    redis_client.lpush(KEYS.start_ids, b"7892470")
+
+    async def steps(client):
+        lm = LeaseManager(client, KEYS, OWNER_A, lease_seconds=120)
+        await lm.claim(1)
+        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4)
+
+    assert run(redis_url, steps) is False
+    assert leases(redis_client) == {}  # acknowledged all the same
+    assert redis_client.hgetall(KEYS.manifests) == {b"7892470": manifest_json("partial").encode()}
+    counts = stats(redis_client)
+    assert counts[b"hotels/partial"] == b"1" and b"images/stored" not in counts
 
 
 @pytest.mark.parametrize("kind", ["manifest", "failed"])

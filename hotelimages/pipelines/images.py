@@ -11,7 +11,6 @@ hotel is settled so a long run keeps flat memory.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
@@ -35,19 +34,16 @@ from scrapy.pipelines.images import ImagesPipeline
 from twisted.internet import error as twisted_error
 
 from hotelimages.config import HotelsConfig
-from hotelimages.fingerprint import IMAGE_META_KEY, image_fingerprint
+from hotelimages.fingerprint import IMAGE_META_KEY
 from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
 from hotelimages.listing import url_refusal
 from hotelimages.sharding import hotel_dir, image_relpath
-from hotelimages.storage import remove_temp_files, write_atomic
+from hotelimages.storage import STORE_FULL_ERRNOS, remove_temp_files, write_atomic
 
 logger = logging.getLogger(__name__)
 
 FAILURE_META_KEY = "hotelimages_failure"
-STORE_FULL_ERRNOS = frozenset(
-    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS) if code is not None
-)
 REDO_META_KEY = "hotelimages_redo"  # the hotel's folder existed: stored files may be reused
 # A temporary file this old cannot belong to a write in progress (writes take milliseconds).
 STALE_TEMP_SECONDS = 300
@@ -106,7 +102,7 @@ class ShardedImagesPipeline(ImagesPipeline):
 
     # Overridable Interface
     def get_media_requests(self, item: Any, info: Any) -> list[Request]:
-        if not isinstance(item, HotelItem) or item.failure:
+        if not isinstance(item, HotelItem) or item.failure or self._stopping():
             return []
         folder = self.store_root / hotel_dir(item.hotel_id, self.cfg.shard_depth, self.cfg.id_pattern)
         redo = folder.is_dir()
@@ -126,6 +122,8 @@ class ShardedImagesPipeline(ImagesPipeline):
 
     def media_to_download(self, request: Request, info: Any, *, item: Any = None) -> dict | None:
         """Reuse a complete file already stored for this image (resume), if not older than IMAGES_EXPIRES."""
+        if self._stopping():  # a stop cut this hotel short: do not fetch what will be given back
+            return {"url": request.url, "path": "", "checksum": None, "status": "failed", "reason": "stopping"}
         if not request.meta.get(REDO_META_KEY):
             return None  # a hotel seen for the first time: nothing stored to reuse
         hotel_id, category, image_id = request.meta[IMAGE_META_KEY]
@@ -166,7 +164,7 @@ class ShardedImagesPipeline(ImagesPipeline):
                 )
         except OSError as exc:
             if exc.errno in STORE_FULL_ERRNOS:
-                self._stop_store_unusable(exc)
+                self.crawler.spider.stop_for_store(exc)
             return self._failed(request, "write_error", str(exc))
         return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded",
                             digest)
@@ -194,8 +192,9 @@ class ShardedImagesPipeline(ImagesPipeline):
                 if reason is None:
                     reason = failure_reason(value.value) if hasattr(value, "value") else "unknown"
                 item.failed.append(FailedImage(img.id, img.url, img.category, reason))
-            # Bound memory: Scrapy would keep every result for the spider's lifetime.
-            info.downloaded.pop(image_fingerprint(item.hotel_id, img.category, img.id, img.url), None)
+            # Bound memory: Scrapy would keep every result for the spider's lifetime. The
+            # fingerprint is the request's (its URL is normalised), not one rebuilt from img.url.
+            info.downloaded.pop(self._fingerprinter.fingerprint(request), None)
         item.media_requests = []
         if stored_count:  # counted per hotel, not per image: Scrapy's stats calls are not free
             self.stats.inc_value("hotelimages/images/stored", stored_count)
@@ -236,15 +235,9 @@ class ShardedImagesPipeline(ImagesPipeline):
         write_atomic(path, body, self.cfg.fsync, self._made_dirs)
         return hashlib.sha1(body).hexdigest()
 
-    def _stop_store_unusable(self, exc: OSError) -> None:
-        """A full or read-only store: stop the node and give its hotels back, rather than fail them all."""
+    def _stopping(self) -> bool:
         leases = getattr(self.crawler.spider, "leases", None)
-        if leases is None or leases.abandoned:
-            return
-        logger.error("The store %s cannot be written (%s): stopping; unfinished hotels go back to the queue",
-                     self.store_dir, exc)
-        leases.abandoned = True
-        asyncio.ensure_future(self.crawler.engine.close_spider_async(reason="store_unwritable"))
+        return bool(leases and leases.abandoned)
 
     def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str,
                 digest: str | None = None) -> dict:

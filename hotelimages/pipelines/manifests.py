@@ -3,8 +3,8 @@
 For a settled hotel it writes ``<hotel dir>/manifest.json`` atomically, then in
 one Redis transaction stores the same JSON in ``hotels:manifests``, drops any
 old entry in ``hotels:failed``, bumps the fleet counters and acknowledges the
-claim. A hotel that failed as a whole goes to ``hotels:failed`` instead. Redis
-errors are retried with capped backoff; until the ack commits the hotel stays
+claim. A hotel that failed as a whole goes to ``hotels:failed`` instead. Lost
+connections and timeouts are retried with capped backoff; until the ack commits the hotel stays
 claimed (and is requeued if this node dies), so nothing is lost.
 """
 
@@ -23,7 +23,7 @@ from hotelimages import manifest as mf
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.sharding import hotel_dir, resolve_in_store
-from hotelimages.storage import write_atomic
+from hotelimages.storage import STORE_FULL_ERRNOS, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class ManifestPipeline:
             return item
         now = mf.utc_now()
         if item.failure:
-            record = mf.failure_record(item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now)
+            record = mf.failure_record(
+                item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now, item.entry
+            )
             status = "rejected" if item.failure.startswith("invalid_") else "failed"
             await self._commit(item, leases, status, failed_json=json.dumps(record))
             logger.warning(
@@ -75,16 +77,37 @@ class ManifestPipeline:
         )
         text = mf.dumps(manifest)
         path = resolve_in_store(self.store_root, f"{rel}/{mf.MANIFEST_NAME}")
-        await asyncio.to_thread(write_atomic, path, text.encode("utf-8"), self.cfg.fsync)
+        try:
+            await asyncio.to_thread(write_atomic, path, text.encode("utf-8"), self.cfg.fsync)
+        except OSError as exc:
+            # Not the hotel's fault: keep the claim (it is requeued when its lease expires).
+            logger.error("Cannot write the manifest of hotel %s (%s): left for a retry", item.hotel_id, exc)
+            leases.in_flight.discard(item.entry)
+            if exc.errno in STORE_FULL_ERRNOS:
+                self.crawler.spider.stop_for_store(exc)
+            return item
         recorded = await self._commit(
             item, leases, manifest["status"], manifest_json=text,
             images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
+            force=item.force,
         )
         if recorded is False:
-            # Another node's result stands; a manifest here would claim a second copy.
-            await asyncio.to_thread(path.unlink, True)
+            await self._keep_recorded_manifest(item.hotel_id, path)
         logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
         return item
+
+    async def _keep_recorded_manifest(self, hotel_id: str, path: Path) -> None:
+        """Our result was dropped: the file must say what Redis says, or not claim the hotel at all."""
+        try:
+            stored = await self.crawler.spider.leases.client.hget(self.cfg.keys.manifests, hotel_id)
+        except REDIS_RETRY_ERRORS:
+            stored = None
+        recorded = json.loads(stored) if stored else {}
+        if recorded.get("store") == self.store and recorded.get("node") == self.cfg.node_id:
+            # Another process of this node, same store: its manifest is the one to keep.
+            await asyncio.to_thread(write_atomic, path, stored, self.cfg.fsync)
+        else:
+            await asyncio.to_thread(path.unlink, True)
 
     async def _commit(self, item: HotelItem, leases: Any, status: str, **record: Any) -> bool | None:
         """Record the outcome in Redis, retrying with capped backoff while Redis is unreachable.

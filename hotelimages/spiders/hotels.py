@@ -15,12 +15,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import scrapy
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -44,7 +42,9 @@ from hotelimages.sharding import InvalidId
 
 logger = logging.getLogger(__name__)
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Any Redis error while claiming (a lost connection, but also READONLY during a failover,
+# OOM or NOPERM) stops claiming for a while; it must never end the claim loop.
+REDIS_DOWN = (RedisError, OSError)
 
 
 def _shown(raw: bytes) -> str:
@@ -178,27 +178,33 @@ class HotelsSpider(scrapy.Spider):
                 self.crawler.stats.inc_value("hotelimages/hotels/skipped_done")
                 logger.info("Hotel %s is already done: skipped (set HOTELS_FORCE to redo)", entry.hotel_id)
             elif entry.inline_images is not None:
-                out.append(self.hotel_item(raw, entry.hotel_id, started, entry.inline_images))
+                out.append(self.hotel_item(raw, entry.hotel_id, started, entry.inline_images, entry.force))
             elif not self.cfg.listing_url:
                 out.append(HotelItem(raw, entry.hotel_id, started, failure="no_listing_url",
                                      failure_detail="HOTEL_LISTING_URL is not set and the entry has no images"))
             else:
-                out.append(self._listing_request(self.listing_url(entry.hotel_id), raw, entry.hotel_id, started, [], 1))
+                out.append(self._listing_request(
+                    self.listing_url(entry.hotel_id), raw, entry.hotel_id, started, [], 1, entry.force
+                ))
         return out
 
     # Listings
-    def _listing_request(self, url: str, raw: bytes, hotel_id: str, started: str, images: list, page: int) -> Any:
+    def _listing_request(
+        self, url: str, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False
+    ) -> Any:
         return scrapy.Request(
             url,
             callback=self.parse_listing_page,
             errback=self.listing_failed,
-            cb_kwargs={"raw": raw, "hotel_id": hotel_id, "started": started, "images": images, "page": page},
+            cb_kwargs={
+                "raw": raw, "hotel_id": hotel_id, "started": started, "images": images, "page": page, "force": force,
+            },
             meta={"hotel_listing": hotel_id},
             dont_filter=True,
         )
 
     def parse_listing_page(
-        self, response: Any, raw: bytes, hotel_id: str, started: str, images: list, page: int
+        self, response: Any, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False
     ) -> Iterator[Any]:
         try:
             doc = self.parse_listing(response)
@@ -212,9 +218,9 @@ class HotelsSpider(scrapy.Spider):
                 refusal = url_refusal(next_url)
                 if refusal:
                     raise ListingError("listing_bad_next", f"{refusal}: {next_url[:200]}")
-                yield self._listing_request(next_url, raw, hotel_id, started, images, page + 1)
+                yield self._listing_request(next_url, raw, hotel_id, started, images, page + 1, force)
                 return
-            yield self.hotel_item(raw, hotel_id, started, images)
+            yield self.hotel_item(raw, hotel_id, started, images, force)
         except ListingError as exc:
             yield HotelItem(raw, hotel_id, started, failure=exc.reason, failure_detail=exc.detail)
         except Exception as exc:  # noqa: BLE001 - a bug must not strand a claimed hotel
@@ -232,9 +238,12 @@ class HotelsSpider(scrapy.Spider):
                 reason = f"listing_http_{exc.response.status}"
         else:
             reason = f"listing_{failure_reason(exc)}"
-        yield HotelItem(kw["raw"], kw["hotel_id"], kw["started"], failure=reason, failure_detail=str(exc)[:300])
+        url = urlsplit(failure.request.url)
+        shown = f"{url.scheme}://{url.hostname}{url.path}"  # no userinfo or query: API keys stay out
+        detail = f"{type(exc).__name__} fetching {shown[:200]}"
+        yield HotelItem(kw["raw"], kw["hotel_id"], kw["started"], failure=reason, failure_detail=detail)
 
-    def hotel_item(self, raw: bytes, hotel_id: str, started: str, raw_images: list) -> HotelItem:
+    def hotel_item(self, raw: bytes, hotel_id: str, started: str, raw_images: list, force: bool = False) -> HotelItem:
         """The item of a hotel whose listing is complete."""
         cfg = self.cfg
         checked = check_images(
@@ -249,7 +258,8 @@ class HotelsSpider(scrapy.Spider):
             self.crawler.stats.inc_value("hotelimages/images/category_other", checked.other_count)
         for failed in checked.failed:
             self.crawler.stats.inc_value(f"hotelimages/images/failed/{failed.reason}")
-        return HotelItem(raw, hotel_id, started, images=checked.images, failed=checked.failed)
+        return HotelItem(raw, hotel_id, started, images=checked.images, failed=checked.failed,
+                         force=force or cfg.force)
 
     # Leases and shutdown
     async def _heartbeat(self) -> None:
@@ -282,6 +292,17 @@ class HotelsSpider(scrapy.Spider):
             return
         reactor.callFromThread(self._begin_drain, signum)
 
+    def stop_for_store(self, exc: OSError) -> None:
+        """The store is full or read-only: stop claiming and give every hotel in flight back."""
+        if self.leases.abandoned:
+            return
+        logger.error("The store %s cannot be written (%s): stopping; unfinished hotels go back to the queue",
+                     self.crawler.settings.get("IMAGES_STORE"), exc)
+        self.draining = True
+        self.leases.abandoned = True
+        self.leases.freed.set()
+        asyncio.ensure_future(self.crawler.engine.close_spider_async(reason="store_unwritable"))
+
     def _begin_drain(self, signum: int) -> None:
         logger.info(
             "Received %(sig)s: no new claims; finishing %(n)d hotels in flight (up to %(grace).0fs; "
@@ -312,6 +333,8 @@ class HotelsSpider(scrapy.Spider):
 
     async def _record_internal_error(self, item: HotelItem, detail: str) -> None:
         """Settle a hotel that a pipeline raised on, so its claim is not renewed forever."""
+        if self.leases.abandoned:
+            return  # stopping: the claim goes back to the queue
         record = mf.failure_record(item.hotel_id, "internal_error", detail, self.cfg.node_id, mf.utc_now())
         try:
             await self.leases.record(item.entry, item.hotel_id[:200], failed_json=json.dumps(record))
