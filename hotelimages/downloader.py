@@ -10,6 +10,9 @@ with CONCURRENT_REQUESTS_PER_DOMAIN=32, 500 of 600 images opened a new TCP
 connection (the pool, capped at 32 idle connections, closed the surplus), and the
 responses piled up in memory. Reserving the transfer slot before scheduling the
 task restores the limit, so connections are reused and memory is bounded.
+
+When a stopping node gives its hotels back (``leases.abandoned``), queued requests are
+dropped instead of fetched, so a stop takes at most one download timeout past the grace.
 """
 
 from __future__ import annotations
@@ -18,14 +21,23 @@ from time import monotonic
 from typing import Any
 
 from scrapy.core.downloader import Downloader
+from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import _schedule_coro
+from twisted.python.failure import Failure
 
 
 class BoundedDownloader(Downloader):
     """Downloader whose queue never starts more requests than the slot's free transfer slots."""
 
     def _process_queue(self, slot: Any) -> None:
+        leases = getattr(self.crawler.spider, "leases", None)
+        if leases is not None and leases.abandoned:
+            # The node is stopping and gives its hotels back: do not fetch what is queued.
+            while slot.queue:
+                _request, queue_dfd = slot.queue.popleft()
+                queue_dfd.errback(Failure(IgnoreRequest("node stopping: hotel given back")))
+            return
         if slot.latercall:
             return
         now = monotonic()
