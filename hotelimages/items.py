@@ -58,3 +58,10 @@ class HotelItem:
     failure_detail: str = ""
     force: bool = False  # redo even if done: may replace a recorded manifest
     media_requests: list[Any] = field(default_factory=list, repr=False)
+
+    def __repr__(self) -> str:
+        # Scrapy logs items on errors; a listing may hold thousands of images.
+        return (
+            f"HotelItem(hotel_id={self.hotel_id[:80]!r}, images={len(self.images)}, stored={len(self.stored)}, "
+            f"failed={len(self.failed)}, failure={self.failure!r})"
+        )

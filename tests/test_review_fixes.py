@@ -55,3 +55,11 @@ def test_a_failure_record_keeps_a_json_entry_for_retry():
     assert record["entry"] == entry.decode()
     assert "entry" not in failure_record("7", "listing_http_404", "", "n1", "t", b"7")
     assert "entry" not in failure_record("x", "malformed_record", "", "n1", "t", b'{"hotel_id": ')
+
+
+def test_a_hotel_item_repr_stays_short_for_huge_listings():
+    from hotelimages.items import HotelItem, ImageRef
+
+    item = HotelItem(b"7", "7", "t", images=[ImageRef(str(n), f"http://cdn.example.com/{n}.jpg", "cover")
+                                             for n in range(5000)])
+    assert repr(item) == "HotelItem(hotel_id='7', images=5000, stored=0, failed=0, failure=None)"
