@@ -92,6 +92,19 @@ def url_refusal(url: Any, image_hosts: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def refused_redirect(response: Any) -> str | None:
+    """The ``Location`` of a 3xx response that points where we must not go (e.g. ``file://``), else None.
+
+    Scrapy's RedirectMiddleware does not follow such redirects; the 3xx then reaches us.
+    """
+    if not 300 <= response.status < 400:
+        return None
+    location = response.headers.get(b"Location", b"").decode("latin-1")
+    if location and url_refusal(response.urljoin(location)):
+        return location
+    return None
+
+
 def check_images(
     raw_images: list[Any],
     *,

@@ -40,16 +40,12 @@ def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-n
 def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,
                    faults: str = "") -> dict[str, str]:
     """Relative path -> sha1 of every file a crawl of a demo hotel stores (``faults`` as served)."""
-    image_faults = [f for f in catalogue.faults_for(hotel_id, catalogue.parse_faults(faults))
-                    if f in catalogue.IMAGE_FAULTS]
+    entries = catalogue.listing_entries(base_url, hotel_id, catalogue.parse_faults(faults))
     out = {}
-    for index, img in enumerate(catalogue.hotel_images(hotel_id)):
+    for index, (img, entry) in enumerate(zip(catalogue.hotel_images(hotel_id), entries, strict=True)):
         if index == skip_index:
             continue
-        url = f"{base_url}/img/{hotel_id}/{index}/{img.path_id}.{img.url_ext}"
-        if image_faults and index == catalogue.faulty_image_index(hotel_id):
-            url += "?f=" + image_faults[0]
-        image_id = img.id or derive_image_id(url)
+        image_id = img.id or derive_image_id(entry["url"])
         category = img.category if img.category in KNOWN else "other"
         ext = catalogue.FORMAT_EXT[img.format]
         rel = f"{hotel_dir(hotel_id)}/{category}/{image_id}.{ext}"

@@ -26,14 +26,7 @@ def test_crawl_stores_every_image_at_its_sharded_path(redis_client, redis_url, b
     inline = ids[::4]  # every fourth hotel is pushed as a JSON record with its listing inline
     for hid in ids:
         if hid in inline:
-            images = []
-            for index, img in enumerate(catalogue.hotel_images(hid)):
-                entry = {"url": f"{base_url}/img/{hid}/{index}/{img.path_id}.{img.url_ext}"}
-                if img.id:
-                    entry["id"] = img.id
-                if img.category:
-                    entry["category"] = img.category
-                images.append(entry)
+            images = catalogue.listing_entries(base_url, hid)
             redis_client.lpush(KEYS.start_ids, json.dumps({"hotel_id": hid, "images": images}))
         else:
             redis_client.lpush(KEYS.start_ids, hid)

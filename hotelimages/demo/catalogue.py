@@ -109,6 +109,27 @@ def faulty_image_index(hotel_id: str) -> int:
     return 1 if len(hotel_images(hotel_id)) > 1 else 0
 
 
+def listing_entries(base_url: str, hotel_id: str, faults: dict[str, int] | None = None) -> list[dict[str, str]]:
+    """A hotel's whole listing as the server announces it: one ``{"url", "id"?, "category"?}`` per image.
+
+    The faulty image (if the hotel has an image fault) carries ``?f=<fault>`` in its URL.
+    """
+    image_faults = [f for f in faults_for(hotel_id, faults or {}) if f in IMAGE_FAULTS]
+    bad = faulty_image_index(hotel_id)
+    entries = []
+    for index, img in enumerate(hotel_images(hotel_id)):
+        url = f"{base_url}/img/{hotel_id}/{index}/{img.path_id}.{img.url_ext}"
+        if index == bad and image_faults:
+            url += "?f=" + image_faults[0]
+        entry: dict[str, str] = {"url": url}
+        if img.id is not None:
+            entry["id"] = img.id
+        if img.category is not None:
+            entry["category"] = img.category
+        entries.append(entry)
+    return entries
+
+
 @functools.lru_cache(maxsize=8192)
 def image_bytes(hotel_id: str, index: int) -> bytes:
     """The bytes of one demo image: a photo-like picture (gradients and shapes), deterministic."""

@@ -80,22 +80,9 @@ class DemoServer(resource.Resource):
                    for n in range(2000)]
             return json.dumps({"hotel_id": hotel_id, "images": big, "next": None}).encode()
         base = f"http://{request.getHeader('host') or 'localhost'}"
-        images = cat.hotel_images(hotel_id)
-        bad = cat.faulty_image_index(hotel_id)
-        image_faults = [f for f in faults if f in cat.IMAGE_FAULTS]
-        entries = []
+        images = cat.listing_entries(base, hotel_id, self.faults)
         start = (page - 1) * cat.PAGE_SIZE
-        for index in range(start, min(start + cat.PAGE_SIZE, len(images))):
-            img = images[index]
-            url = f"{base}/img/{hotel_id}/{index}/{img.path_id}.{img.url_ext}"
-            if index == bad and image_faults:
-                url += "?f=" + image_faults[0]
-            entry: dict[str, str] = {"url": url}
-            if img.id is not None:
-                entry["id"] = img.id
-            if img.category is not None:
-                entry["category"] = img.category
-            entries.append(entry)
+        entries = images[start:start + cat.PAGE_SIZE]
         more = start + cat.PAGE_SIZE < len(images)
         doc = {"hotel_id": hotel_id, "images": entries,
                "next": f"{base}/hotels/{hotel_id}/photos?page={page + 1}" if more else None}

@@ -37,7 +37,7 @@ from hotelimages.config import HotelsConfig
 from hotelimages.fingerprint import IMAGE_META_KEY
 from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
-from hotelimages.listing import url_refusal
+from hotelimages.listing import refused_redirect, url_refusal
 from hotelimages.sharding import hotel_dir, image_relpath
 from hotelimages.storage import STORE_FULL_ERRNOS, remove_temp_files, write_atomic
 
@@ -213,8 +213,8 @@ class ShardedImagesPipeline(ImagesPipeline):
     def _check(self, response: Any, request: Request) -> tuple[str, Any]:
         """The store-relative path and header facts of a downloaded image; raises ImageRejected."""
         if response.status != 200:
-            location = response.headers.get(b"Location", b"").decode("latin-1")
-            if 300 <= response.status < 400 and location and url_refusal(response.urljoin(location)):
+            location = refused_redirect(response)
+            if location:
                 raise ImageRejected("disallowed_scheme", f"redirect to {location[:200]}")
             raise ImageRejected(f"http_{response.status}")
         refusal = url_refusal(response.url, self.cfg.image_hosts)

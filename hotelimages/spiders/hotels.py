@@ -34,6 +34,7 @@ from hotelimages.listing import (
     check_images,
     parse_listing_json,
     parse_queue_entry,
+    refused_redirect,
     url_refusal,
 )
 from hotelimages.pipelines.images import failure_reason
@@ -231,8 +232,7 @@ class HotelsSpider(scrapy.Spider):
         kw = failure.request.cb_kwargs
         exc = failure.value
         if isinstance(exc, HttpError):
-            location = exc.response.headers.get(b"Location", b"").decode("latin-1")
-            if 300 <= exc.response.status < 400 and location and url_refusal(exc.response.urljoin(location)):
+            if refused_redirect(exc.response):
                 reason = "listing_disallowed_scheme"
             else:
                 reason = f"listing_http_{exc.response.status}"
