@@ -16,6 +16,8 @@ from hotelimages.keys import Keys
 
 #: Settings that an environment variable of the same name overrides (see settings.py).
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
+#: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
+IMAGE_FETCHERS = ("direct", "scrapy")
 
 
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
@@ -120,6 +122,7 @@ class HotelsConfig:
     image_hosts: tuple[str, ...] = ()
     fsync: bool = defaults.HOTELS_FSYNC
     write_threads: int = defaults.HOTELS_WRITE_THREADS
+    image_fetcher: str = defaults.HOTELS_IMAGE_FETCHER
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -140,6 +143,10 @@ class HotelsConfig:
             raise ValueError(
                 f"setting HOTELS_HEARTBEAT_SECONDS ({heartbeat}) must be below HOTELS_LEASE_SECONDS ({lease})"
             )
+        image_fetcher = str(_get(settings, "HOTELS_IMAGE_FETCHER")).strip().lower()
+        if image_fetcher not in IMAGE_FETCHERS:
+            raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
+                             f"got {image_fetcher!r}")
         params = dict(defaults.REDIS_PARAMS)
         params.update(settings.getdict("REDIS_PARAMS") if hasattr(settings, "getdict") else {})
         return cls(
@@ -169,4 +176,5 @@ class HotelsConfig:
             image_hosts=tuple(h.lower() for h in _list(settings, "HOTELS_IMAGE_HOSTS")),
             fsync=_bool(settings, "HOTELS_FSYNC"),
             write_threads=_int(settings, "HOTELS_WRITE_THREADS"),
+            image_fetcher=image_fetcher,
         )

@@ -58,6 +58,10 @@ HOTELS_MAX_IMAGE_PIXELS = 89_478_485
 HOTELS_IMAGE_HOSTS: list = []
 #: Threads that write and hash image files off the reactor; 0 writes on the reactor thread.
 HOTELS_WRITE_THREADS = 4
+#: How images are downloaded: "direct" (a lean aiohttp client with its own per-host connection
+#: pool; retries, redirects, timeouts and size limits follow Scrapy's settings) or "scrapy"
+#: (Scrapy's downloader and its middlewares; slower, needed for DOWNLOAD_DELAY or AutoThrottle).
+HOTELS_IMAGE_FETCHER = "direct"
 #: fsync each file before renaming it into place (durable against power loss, slower).
 HOTELS_FSYNC = False
 #: Seconds between progress lines and heartbeats; 0 disables the progress extension.

@@ -35,6 +35,7 @@ class DemoServer(resource.Resource):
         self.slow_seconds = slow_seconds
         self.hits: Counter[str] = Counter()
         self.connections = 0
+        self.image_connections = 0  # connections that served at least one image
 
     def render_GET(self, request: Any) -> bytes | int:
         parts = urlsplit(request.uri.decode("latin-1"))
@@ -45,10 +46,13 @@ class DemoServer(resource.Resource):
             return b"ok"
         if segments == ["stats"]:  # for tests: how many TCP connections clients opened
             request.setHeader(b"content-type", b"application/json")
-            return json.dumps({"connections": self.connections}).encode()
+            return json.dumps({"connections": self.connections, "image_connections": self.image_connections}).encode()
         if len(segments) == 3 and segments[0] == "hotels" and segments[2] == "photos":
             return self._listing(request, segments[1], int(query.get("page", "1")), parts)
         if len(segments) == 4 and segments[0] == "img":
+            if not getattr(request.channel, "served_image", False):
+                request.channel.served_image = True
+                self.image_connections += 1
             return self._image(request, segments[1], segments[2], query.get("f", ""), parts)
         return self._error(request, 404)
 

@@ -31,9 +31,12 @@ from scrapy.exceptions import (
     UnsupportedURLSchemeError,
 )
 from scrapy.pipelines.images import ImagesPipeline
+from scrapy.utils.asyncio import is_asyncio_available
 from twisted.internet import error as twisted_error
+from twisted.python.failure import Failure
 
 from hotelimages.config import HotelsConfig
+from hotelimages.fetcher import FetchPolicy, ImageFetcher
 from hotelimages.fingerprint import IMAGE_META_KEY
 from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
@@ -99,6 +102,7 @@ class ShardedImagesPipeline(ImagesPipeline):
             if self.cfg.write_threads else None
         )
         self.stats = crawler.stats
+        self.fetcher = self._make_fetcher(crawler.settings)
 
     # Overridable Interface
     def get_media_requests(self, item: Any, info: Any) -> list[Request]:
@@ -201,7 +205,20 @@ class ShardedImagesPipeline(ImagesPipeline):
             self.stats.inc_value("hotelimages/images/bytes", stored_bytes)
         return item
 
-    def close_spider(self) -> None:
+    async def _check_media_to_download(self, request: Request, info: Any, item: Any) -> Any:
+        """Download one image: with the direct fetcher, or through Scrapy's downloader (``super``)."""
+        if self.fetcher is None:
+            return await super()._check_media_to_download(request, info, item=item)
+        try:
+            response = await self.fetcher.fetch(request)
+        except Exception:  # noqa: BLE001 - every error becomes the image's recorded reason
+            self.media_failed(Failure(), request, info)
+            return None
+        return await self.media_downloaded(response, request, info, item=item)
+
+    async def close_spider(self) -> None:
+        if self.fetcher is not None:
+            await self.fetcher.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         # Recorded so a test (and an operator) can see the media cache stays bounded.
@@ -210,6 +227,20 @@ class ShardedImagesPipeline(ImagesPipeline):
             self.stats.set_value("hotelimages/media_cache_entries", len(info.downloaded) + len(info.downloading))
 
     # Internals
+    def _make_fetcher(self, settings: Any) -> ImageFetcher | None:
+        """The direct image fetcher, or None where images must go through Scrapy's downloader."""
+        if self.cfg.image_fetcher != "direct":
+            return None
+        why_not = None
+        if settings.getfloat("DOWNLOAD_DELAY") > 0 or settings.getbool("AUTOTHROTTLE_ENABLED"):
+            why_not = "DOWNLOAD_DELAY or AUTOTHROTTLE_ENABLED is set"
+        elif not is_asyncio_available():
+            why_not = "the asyncio reactor is not installed"
+        if why_not:
+            logger.info("Images are downloaded through Scrapy's downloader: %s", why_not)
+            return None
+        return ImageFetcher(FetchPolicy.from_settings(settings), self.stats, self._stopping)
+
     def _check(self, response: Any, request: Request) -> tuple[str, Any]:
         """The store-relative path and header facts of a downloaded image; raises ImageRejected."""
         if response.status != 200:

@@ -1,0 +1,259 @@
+"""The direct image fetcher against a real HTTP server on loopback (aiohttp.web), and its pure helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import zlib
+
+import pytest
+from aiohttp import web
+from scrapy import Request
+from scrapy.exceptions import (
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
+from scrapy.settings import Settings
+from scrapy.statscollectors import MemoryStatsCollector
+
+from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, redirect_url
+from hotelimages.pipelines.images import failure_reason
+
+BODY = bytes(range(256)) * 400  # 102,400 bytes
+
+
+class Stats(MemoryStatsCollector):
+    def __init__(self) -> None:
+        self._stats: dict = {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real aiohttp.web server with the routes the tests need; counts connections and concurrency."""
+
+    def __init__(self) -> None:
+        self.transports: set = set()  # the connections that served images (kept referenced: ids stay unique)
+        self.active = 0
+        self.max_active = 0
+        self.hits: dict[str, int] = {}
+        self.headers: list[dict[str, str]] = []
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/img/{name}", self.image)
+        app.router.add_get("/chunked/{size}", self.chunked)
+        app.router.add_get("/flaky/{fails}", self.flaky)
+        app.router.add_get("/redirect/{n}", self.redirect)
+        app.router.add_get("/file", self.to_file)
+        app.router.add_get("/cut", self.cut)
+        app.router.add_get("/slow", self.slow)
+        app.router.add_get("/gzip/{size}", self.gzipped)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        port = free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        return f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    async def image(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        self.transports.add(request.transport)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        await asyncio.sleep(0.005)
+        self.active -= 1
+        return web.Response(body=BODY, content_type="image/jpeg")
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        size = int(request.match_info["size"])
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, size, 10_000):
+            await resp.write(b"x" * min(10_000, size - start))
+        await resp.write_eof()
+        return resp
+
+    async def flaky(self, request: web.Request) -> web.Response:
+        self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        if self.hits[request.path] <= int(request.match_info["fails"]):
+            return web.Response(status=503, text="busy")
+        return web.Response(body=BODY)
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        target = f"../redirect/{n - 1}" if n > 0 else "/img/final.jpg"
+        return web.Response(status=302, headers={"Location": target})
+
+    async def to_file(self, request: web.Request) -> web.Response:
+        return web.Response(status=301, headers={"Location": "file:///etc/passwd"})
+
+    async def cut(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(len(BODY))})
+        await resp.prepare(request)
+        await resp.write(BODY[:1000])
+        request.transport.close()  # the connection drops halfway
+        return resp
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response(body=BODY)
+
+    async def gzipped(self, request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(b"\0" * int(request.match_info["size"])),
+                            headers={"Content-Encoding": "gzip"})
+
+
+def policy(**overrides) -> FetchPolicy:
+    settings = Settings({"USER_AGENT": "hotelimages-test/1", "DOWNLOAD_TIMEOUT": 5, "RETRY_TIMES": 2,
+                         "CONCURRENT_REQUESTS_PER_DOMAIN": 4, "CONCURRENT_REQUESTS": 16,
+                         "DOWNLOAD_MAXSIZE": 1_000_000, "DOWNLOAD_WARNSIZE": 0, "REDIRECT_MAX_TIMES": 5})
+    settings.setdict(overrides, priority="cmdline")
+    return FetchPolicy.from_settings(settings)
+
+
+def run(coro_fn, fetch_policy: FetchPolicy | None = None, stopping=lambda: False):
+    """Start the server, run ``coro_fn(fetcher, base_url, server)``, stop both; returns (result, server, stats)."""
+
+    async def main():
+        server = Server()
+        base = await server.start()
+        stats = Stats()
+        fetcher = ImageFetcher(fetch_policy or policy(), stats, stopping)
+        try:
+            return await coro_fn(fetcher, base, server), server, stats
+        finally:
+            await fetcher.close()
+            await server.stop()
+
+    return asyncio.run(main())
+
+
+def test_images_reuse_kept_alive_connections_within_the_per_host_limit():
+    async def go(fetcher, base, server):
+        return await asyncio.gather(*[fetcher.fetch(Request(f"{base}/img/{n}.jpg")) for n in range(60)])
+
+    responses, server, stats = run(go)
+    assert [r.status for r in responses] == [200] * 60
+    assert all(r.body == BODY for r in responses)
+    assert 2 <= server.max_active <= 4 and 1 <= len(server.transports) <= 4, (server.max_active, server.transports)
+    assert stats.get_value("hotelimages/fetch/requests") == 60
+    assert server.headers[0]["User-Agent"] == "hotelimages-test/1"
+    assert "gzip" in server.headers[0]["Accept-Encoding"]
+
+
+def test_chunked_body_is_read_whole_and_cut_at_maxsize():
+    async def go(fetcher, base, server):
+        ok = await fetcher.fetch(Request(f"{base}/chunked/55555"))
+        with pytest.raises(IgnoreRequest) as too_big:
+            await fetcher.fetch(Request(f"{base}/chunked/1000001"))
+        return ok, too_big.value
+
+    (ok, too_big), _, _ = run(go)
+    assert ok.body == b"x" * 55555 and "Content-Length" not in ok.headers
+    assert failure_reason(too_big) == "too_large"
+
+
+def test_retry_http_codes_then_success_or_the_last_answer():
+    async def go(fetcher, base, server):
+        return await fetcher.fetch(Request(f"{base}/flaky/2")), await fetcher.fetch(Request(f"{base}/flaky/3"))
+
+    (recovered, gave_up), server, stats = run(go)
+    assert recovered.status == 200 and recovered.body == BODY
+    assert gave_up.status == 503  # RETRY_TIMES=2: three answers, the last one is returned
+    assert server.hits == {"/flaky/2": 3, "/flaky/3": 3}
+    assert stats.get_value("hotelimages/fetch/retries") == 4
+
+
+def test_redirects_are_followed_to_http_only_and_bounded():
+    async def go(fetcher, base, server):
+        followed = await fetcher.fetch(Request(f"{base}/redirect/3"))
+        refused = await fetcher.fetch(Request(f"{base}/file"))
+        with pytest.raises(IgnoreRequest) as loop:
+            await fetcher.fetch(Request(f"{base}/redirect/9"))
+        return followed, refused, loop.value
+
+    (followed, refused, loop), _, _ = run(go)
+    assert followed.status == 200 and followed.url.endswith("/img/final.jpg")
+    assert followed.request.meta["redirect_urls"][0].endswith("/redirect/3")
+    assert refused.status == 301 and refused.headers[b"Location"] == b"file:///etc/passwd"
+    assert failure_reason(loop) == "redirect_loop"
+
+
+def test_network_errors_raise_what_scrapy_raises():
+    port = free_port()  # nothing listens there
+
+    async def go(fetcher, base, server):
+        errors = []
+        for url in (f"http://127.0.0.1:{port}/x.jpg", f"{base}/cut", f"{base}/slow"):
+            with pytest.raises(Exception) as caught:
+                await fetcher.fetch(Request(url))
+            errors.append(caught.value)
+        return errors
+
+    errors, _, stats = run(go, policy(DOWNLOAD_TIMEOUT=0.5, RETRY_TIMES=1))
+    assert [type(e) for e in errors] == [DownloadConnectionRefusedError, ResponseDataLossError, DownloadTimeoutError]
+    assert [failure_reason(e) for e in errors] == ["connection_refused", "data_loss", "timeout"]
+    assert stats.get_value("hotelimages/fetch/retries") == 3  # each retried once
+
+
+def test_gzip_bodies_are_decoded_and_bombs_refused():
+    async def go(fetcher, base, server):
+        small = await fetcher.fetch(Request(f"{base}/gzip/5000"))
+        with pytest.raises(IgnoreRequest) as bomb:
+            await fetcher.fetch(Request(f"{base}/gzip/50000000"))
+        return small, bomb.value
+
+    (small, bomb), _, _ = run(go)
+    assert small.body == b"\0" * 5000
+    assert failure_reason(bomb) == "decompression_bomb"
+
+
+def test_a_stopping_node_fetches_nothing():
+    async def go(fetcher, base, server):
+        with pytest.raises(IgnoreRequest):
+            await fetcher.fetch(Request(f"{base}/img/a.jpg"))
+        return server.headers
+
+    seen, _, _ = run(go, stopping=lambda: True)
+    assert seen == []
+
+
+# Pure helpers
+
+
+def test_redirect_url_joins_like_scrapy():
+    assert redirect_url("http://a/b/c?x=1", b"/d") == "http://a/d"
+    assert redirect_url("https://a/b/c", b"//cdn/e.jpg") == "https://cdn/e.jpg"
+    assert redirect_url("http://a/b/c#frag", b"d") == "http://a/b/d#frag"
+    assert redirect_url("http://a/", "/caf\u00e9.jpg") == "http://a/caf%C3%A9.jpg"
+
+
+def test_decode_body():
+    raw = b"hello" * 100
+    assert decode_body(gzip.compress(raw), "gzip", 0) == raw
+    assert decode_body(zlib.compress(raw), "deflate", 10_000) == raw
+    raw_deflate = zlib.compressobj(wbits=-15)
+    assert decode_body(raw_deflate.compress(raw) + raw_deflate.flush(), "deflate", 10_000) == raw
+    assert decode_body(raw, "br", 10) == raw  # not ours to decode: the image check rejects it
+    assert decode_body(b"not gzip", "gzip", 10) == b"not gzip"
+    with pytest.raises(IgnoreRequest):
+        decode_body(gzip.compress(raw), "gzip", 499)
+
+
+def test_policy_follows_scrapy_settings():
+    off = policy(RETRY_ENABLED=False, REDIRECT_ENABLED=False)
+    assert off.retry_times == 0 and off.redirect_max_times == 0
+    on = policy(RETRY_HTTP_CODES=[503], CONCURRENT_REQUESTS_PER_DOMAIN=3)
+    assert on.retry_http_codes == frozenset({503}) and on.per_host == 3 and on.retry_times == 2
+    assert dict(on.headers)["User-Agent"] == "hotelimages-test/1"
