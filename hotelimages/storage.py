@@ -14,38 +14,34 @@ TEMP_SUFFIX = ".part"
 STORE_FULL_ERRNOS = frozenset(
     code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS) if code is not None
 )
-# Folders remembered as existing (a set of strings, cleared when full: memory stays bounded).
-MADE_DIRS_LIMIT = 20_000
 _counter = itertools.count()
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = False,
-                 made_dirs: set[str] | None = None) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to a temporary name in the same folder, then rename it over ``path``.
 
-    ``made_dirs`` caches folders known to exist, saving a mkdir call per file on the
-    hot path; a folder removed meanwhile is simply made again.
+    Missing folders are made when the open fails, so a file in an existing folder costs no
+    mkdir or stat call (``os.makedirs`` stats every level up: measured 4% of a node's CPU).
+    Plain ``os`` calls: Python's ``open()`` adds an fstat, an isatty ioctl and an lseek per file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(path)
-    if made_dirs is None or folder not in made_dirs:
-        os.makedirs(folder, exist_ok=True)
-        if made_dirs is not None:
-            if len(made_dirs) >= MADE_DIRS_LIMIT:
-                made_dirs.clear()
-            made_dirs.add(folder)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}-{next(_counter)}{TEMP_SUFFIX}")
     try:
+        fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+    try:
         try:
-            f = open(tmp, "wb")  # noqa: SIM115 - closed below, before the rename
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            f = open(tmp, "wb")  # noqa: SIM115
-        with f:
-            f.write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -229,6 +229,35 @@ def test_a_stopping_node_fetches_nothing():
     assert seen == []
 
 
+def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
+    """http_proxy sends requests to the proxy (here our server, which answers for any host); no_proxy does not."""
+    port = free_port()
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("no_proxy", "direct.invalid")
+
+    async def main():
+        server = Server()
+        app = web.Application()
+        app.router.add_get("/img/{name}", server.image)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        fetcher = ImageFetcher(policy(RETRY_TIMES=0), Stats())
+        try:
+            proxied = await fetcher.fetch(Request("http://cdn.invalid/img/a.jpg"))
+            with pytest.raises(Exception) as direct:  # no proxy: the .invalid name cannot resolve
+                await fetcher.fetch(Request("http://direct.invalid/img/b.jpg"))
+        finally:
+            await fetcher.close()
+            await runner.cleanup()
+        return proxied, direct.value, server
+
+    proxied, direct, server = asyncio.run(main())
+    assert proxied.status == 200 and proxied.body == BODY
+    assert server.headers[0]["Host"] == "cdn.invalid" and len(server.headers) == 1
+    assert failure_reason(direct) in ("dns_error", "connection_error")
+
+
 # Pure helpers
 
 

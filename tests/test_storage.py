@@ -109,13 +109,12 @@ def test_remove_temp_files_of_a_file_is_zero(tmp_path):
     assert (tmp_path / f".x{TEMP_SUFFIX}").exists()
 
 
-def test_write_atomic_with_a_folder_cache_remakes_a_folder_removed_meanwhile(tmp_path):
-    made: set[str] = set()
+def test_write_atomic_makes_missing_folders_and_remakes_one_removed_meanwhile(tmp_path):
     first = tmp_path / "a" / "b" / "1.jpg"
-    write_atomic(first, b"one", made_dirs=made)
-    assert made == {str(tmp_path / "a" / "b")}
+    write_atomic(first, b"one")
+    assert first.read_bytes() == b"one"
     first.unlink()
     (tmp_path / "a" / "b").rmdir()  # e.g. an operator moved the hotel away
-    write_atomic(tmp_path / "a" / "b" / "2.jpg", b"two", made_dirs=made)
+    write_atomic(tmp_path / "a" / "b" / "2.jpg", b"two")
     assert (tmp_path / "a" / "b" / "2.jpg").read_bytes() == b"two"
     assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["2.jpg"]

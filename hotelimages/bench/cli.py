@@ -14,7 +14,14 @@ from pathlib import Path
 
 from hotelimages.bench import corpus as cp
 from hotelimages.bench import report
-from hotelimages.bench.configs import Context, all_configs, install_img2dataset, result_dict, run_rounds
+from hotelimages.bench.configs import (
+    Context,
+    all_configs,
+    install_img2dataset,
+    result_dict,
+    run_rounds,
+    settle_after_cleanup,
+)
 from hotelimages.bench.server import StaticServer
 from hotelimages.localredis import LocalRedis
 
@@ -107,6 +114,7 @@ class Bench:
 
     def __enter__(self) -> Context:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        settle_after_cleanup(self.workdir)
         corpus = cp.ensure_corpus(self.workdir / "corpus", self.images)
         print(f"bench: corpus {corpus.images} JPEGs, mean {corpus.mean_bytes / 1024:.1f} KiB, "
               f"total {corpus.total_bytes / 2**20:.0f} MiB in {corpus.root}")
@@ -121,10 +129,12 @@ class Bench:
         urls_file.write_text("\n".join(cp.image_urls(corpus.images, self.server.base_url)) + "\n")
         self.redis = LocalRedis(workdir=self.workdir / "redis").start()
         node_settings = dict(item.split("=", 1) for item in self.args.node_set)
-        return Context(self.workdir, corpus, self.server, self.redis.url, urls_file, hotel_ids,
-                       node_settings=node_settings, keep=self.args.keep)
+        self.ctx = Context(self.workdir, corpus, self.server, self.redis.url, urls_file, hotel_ids,
+                           node_settings=node_settings, keep=self.args.keep)
+        return self.ctx
 
     def __exit__(self, *exc: object) -> None:
+        self.ctx.cleanup()
         self.redis.stop()
         self.server.stop()
 

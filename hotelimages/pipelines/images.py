@@ -96,7 +96,6 @@ class ShardedImagesPipeline(ImagesPipeline):
         self.cfg = HotelsConfig.from_settings(crawler.settings)
         self.store_root = Path(store_uri).resolve()
         self.store_dir = str(self.store_root)
-        self._made_dirs: set[str] = set()
         self._executor = (
             ThreadPoolExecutor(self.cfg.write_threads, thread_name_prefix="hotelimages-write")
             if self.cfg.write_threads else None
@@ -263,7 +262,7 @@ class ShardedImagesPipeline(ImagesPipeline):
         return rel, meta
 
     def _write_and_hash(self, path: str, body: bytes) -> str:
-        write_atomic(path, body, self.cfg.fsync, self._made_dirs)
+        write_atomic(path, body, self.cfg.fsync)
         return hashlib.sha1(body).hexdigest()
 
     def _stopping(self) -> bool:
