@@ -258,6 +258,60 @@ def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
     assert failure_reason(direct) in ("dns_error", "connection_error")
 
 
+def self_signed_context(tmp_path):
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def test_https_images_with_a_self_signed_certificate(tmp_path):
+    """CDNs are HTTPS; like Scrapy's default context factory, certificates are not verified."""
+    context = self_signed_context(tmp_path)
+    port = free_port()
+
+    async def main():
+        server = Server()
+        app = web.Application()
+        app.router.add_get("/img/{name}", server.image)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+        fetcher = ImageFetcher(policy(), Stats())
+        try:
+            return await asyncio.gather(*[fetcher.fetch(Request(f"https://127.0.0.1:{port}/img/{n}.jpg"))
+                                          for n in range(20)]), server
+        finally:
+            await fetcher.close()
+            await runner.cleanup()
+
+    responses, server = asyncio.run(main())
+    assert [r.body == BODY for r in responses] == [True] * 20
+    assert 1 <= len(server.transports) <= 4  # TLS connections kept alive and reused
+
+
 # Pure helpers
 
 
