@@ -147,3 +147,15 @@ def test_comparison_spiders_run_outside_the_checkout(tmp_path):
     for config in all_configs(tmp_path):
         expected = BENCH_ROOT if isinstance(config, OurNode) else tmp_path
         assert config.cwd(tmp_path) == expected, config.name  # else scrapy.cfg loads our settings
+
+
+def test_net_of_startup_takes_out_one_wall_and_one_cpu_per_process():
+    runs = [_run("node", 1000, 10.0, 5.0, report.MIB), _run("images", 1000, 50.0, 40.0, report.MIB)]
+    runs.append({**_run("node2p", 1000, 6.0, 6.0, report.MIB), "processes": 2})
+    summaries = report.summarise(runs)
+    text = report.format_net_of_startup(summaries, 1000, idle_wall=2.0, idle_cpu=1.0)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()
+            if line.startswith("| node")}
+    assert rows["node"] == ["100", "125", "5.00", "4.00"]  # 1000/(10-2); (5-1)/1000
+    assert rows["node2p"] == ["167", "250", "6.00", "4.00"]  # 1000/(6-2); (6-2*1)/1000
+    assert "images" not in rows

@@ -18,6 +18,7 @@ from hotelimages.bench.configs import (
     Context,
     all_configs,
     install_img2dataset,
+    measure_idle_node,
     result_dict,
     run_rounds,
     settle_after_cleanup,
@@ -173,6 +174,11 @@ def run_comparison(args: argparse.Namespace) -> int:
             results.append(r)
             save()
 
+        idle = None
+        if any(c.name.startswith("node") for c in runnable):
+            idle = measure_idle_node(ctx)
+            print(f"bench: one node process with an empty queue: wall {idle[0]:.2f}s, CPU {idle[1]:.2f}s")
+            info["idle_node"] = f"wall {idle[0]:.2f}s, CPU {idle[1]:.2f}s"
         run_rounds(ctx, runnable, args.rounds, on_result=on_result)
         labels = {c.name: c.label for c in runnable}
         summaries = report.summarise([result_dict(r) for r in results], labels)
@@ -185,6 +191,9 @@ def run_comparison(args: argparse.Namespace) -> int:
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     print()
     print(report.format_results(summaries))
+    if idle:
+        print()
+        print(report.format_net_of_startup(summaries, ctx.corpus.images, *idle))
     for name, why in skipped.items():
         print(f"- skipped {name}: {why}")
     return 0 if all(r.ok for r in results) else 1

@@ -277,6 +277,22 @@ class Curl(Config):
         return [["curl", "-Z", "--parallel-max", "64", "-s", "-S", "-f", "-K", str(out / "curl.conf")]], [None]
 
 
+class AiohttpFloor(Config):
+    """aiohttp alone (``hotelimages.bench.floor``): the floor of the HTTP client our node uses."""
+
+    name = "aiohttp"
+    label = "aiohttp alone: GET, sha1, write in 4 threads (our client's floor)"
+
+    def prepare(self, ctx: Context, out: Path) -> None:
+        (out / "store").mkdir(parents=True, exist_ok=True)
+
+    def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
+        # 32 at a time: the node's CONCURRENT_REQUESTS_PER_DOMAIN (hotelimages/settings.py).
+        return [[sys.executable, "-m", "hotelimages.bench.floor", "--urls", str(ctx.urls_file),
+                 "--out", str(out / "store"), "--per-host", "32"]], [
+            dict(os.environ, PYTHONPATH=str(ROOT))]
+
+
 class Aria2(Config):
     name = "aria2c"
     label = "aria2c -j64"
@@ -377,10 +393,33 @@ def all_configs(workdir: Path) -> list[Config]:
         ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
         ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
         ScrapySpiderConfig("raw", "raw Scrapy spider writing response.body", "raw_body.py", None),
+        AiohttpFloor(),
         Curl(),
         Aria2(),
         Img2dataset(workdir / "img2dataset-venv"),
     ]
+
+
+def measure_idle_node(ctx: Context, runs: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds of one node process that finds the queue empty (start-up + idle close)."""
+    node = OurNode(1)
+    walls, cpus = [], []
+    for i in range(runs):
+        out = ctx.runs_dir / f"node-idle-{i}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        client = redis.Redis.from_url(ctx.redis_url)
+        client.flushdb()
+        client.close()
+        cmds, envs = node.commands(ctx, out)
+        m = run_processes(cmds, env=envs, cwd=node.cwd(out), logs=[out / "process0.log"])
+        if m.exit_codes != [0]:
+            raise RuntimeError(f"empty-queue node run failed: see {out / 'process0.log'}")
+        walls.append(m.wall)
+        cpus.append(m.cpu)
+    walls.sort()
+    cpus.sort()
+    return walls[len(walls) // 2], cpus[len(cpus) // 2]
 
 
 def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.0) -> RunResult:
