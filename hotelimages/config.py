@@ -123,6 +123,7 @@ class HotelsConfig:
     fsync: bool = defaults.HOTELS_FSYNC
     write_threads: int = defaults.HOTELS_WRITE_THREADS
     image_fetcher: str = defaults.HOTELS_IMAGE_FETCHER
+    gc_threshold: int = defaults.HOTELS_GC_THRESHOLD
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -177,4 +178,5 @@ class HotelsConfig:
             fsync=_bool(settings, "HOTELS_FSYNC"),
             write_threads=_int(settings, "HOTELS_WRITE_THREADS"),
             image_fetcher=image_fetcher,
+            gc_threshold=_int(settings, "HOTELS_GC_THRESHOLD"),
         )

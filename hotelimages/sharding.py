@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 DEFAULT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 MAX_DEPTH = 40  # a sha1 hex digest has 40 digits
@@ -70,7 +70,7 @@ def shard_parts(hotel_id: str, depth: int = 4) -> list[str]:
 def hotel_dir(hotel_id: str, depth: int = 4, pattern: str = DEFAULT_ID_PATTERN) -> str:
     """A hotel's folder relative to the store, as a POSIX path, e.g. ``2/8/e/0/7892470``."""
     validate_id(hotel_id, pattern, "hotel")
-    return str(PurePosixPath(*shard_parts(hotel_id, depth), hotel_id))
+    return "/".join([*shard_parts(hotel_id, depth), hotel_id])  # a checked ID: no separators, no dot names
 
 
 def image_relpath(

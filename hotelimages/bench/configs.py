@@ -104,13 +104,23 @@ class Context:
         for folder in self.pending_cleanup:
             shutil.rmtree(folder, ignore_errors=True)
         self.pending_cleanup.clear()
-        (self.workdir / CLEANUP_STAMP).write_text(str(time.time()))
+        note_cleanup(self.workdir)
 
 
 #: When a benchmark last deleted its outputs (seconds since the epoch).
 CLEANUP_STAMP = "last-cleanup"
 #: How long after deleting many files new files cost extra on ext4 (dirty_expire 30 s + margin).
 DELETED_INODE_WINDOW = 40.0
+
+
+def delete_outputs(workdir: Path, folder: Path) -> None:
+    """Delete a run's stored files now, and note when (see ``settle_after_cleanup``)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    note_cleanup(workdir)
+
+
+def note_cleanup(workdir: Path) -> None:
+    (workdir / CLEANUP_STAMP).write_text(str(time.time()))
 
 
 def settle_after_cleanup(workdir: Path, log: Callable[[str], None] = print) -> None:
@@ -449,6 +459,10 @@ def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.
     config.check(ctx, out, result)
     if not ctx.keep:
         ctx.defer_cleanup(out / "store")
+    # Write this run's files back now, outside any measurement: the next run must not pay for
+    # the kernel's writeback of 500+ MB of dirty pages that this one left behind.
+    if hasattr(os, "sync"):
+        os.sync()
     return result
 
 

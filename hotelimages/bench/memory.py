@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args
+from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args, delete_outputs, settle_after_cleanup
 from hotelimages.bench.measure import run_processes
 from hotelimages.bench.report import MIB, rss_at_progress
 from hotelimages.bench.server import StaticServer
@@ -44,6 +44,7 @@ def run_memory_check(args: argparse.Namespace) -> int:
     root = workdir / "corpus"
     cp.ensure_corpus(root, 0)  # only tiny.jpg is needed here
     run_dir = workdir / "runs" / "memory"
+    settle_after_cleanup(workdir)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     total = args.memory_images
@@ -83,7 +84,7 @@ def run_memory_check(args: argparse.Namespace) -> int:
         client.close()
     wall = time.monotonic() - started
     at = rss_at_progress(samples, total)
-    shutil.rmtree(run_dir / "store", ignore_errors=True)
+    delete_outputs(workdir, run_dir / "store")
     print()
     print(f"Long-run memory check: {done}/{total} tiny images ({manifests} hotels) in {wall:.0f}s "
           f"({done / wall:.0f} img/s), CPU {1000 * m.cpu / max(done, 1):.2f} ms/img, exit code {m.exit_codes[0]}")

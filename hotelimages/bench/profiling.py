@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotelimages.bench.configs import ROOT, Context, OurNode
+from hotelimages.bench.configs import ROOT, Context, OurNode, delete_outputs
 from hotelimages.bench.measure import files_under, run_processes
 
 #: (layer, package folder) in the order they are tried; py-spy names files relative to sys.path.
@@ -171,7 +171,7 @@ def run_profile(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "cProfile", "-o", str(result), "-m", *crawl]
         m = run_processes([cmd], env=envs, cwd=ROOT, logs=[out / "process0.log"])
         count, _size, _first, _last = files_under(out / "store")
-        shutil.rmtree(out / "store", ignore_errors=True)
+        delete_outputs(ctx.workdir, out / "store")
     print(f"Profile ({tool}) of one node process: {count}/{ctx.corpus.images} images in {m.wall:.1f}s, "
           f"CPU {m.cpu:.1f}s ({1000 * m.cpu / max(count, 1):.2f} ms/img under the profiler); raw output {result}")
     if tool == "py-spy":

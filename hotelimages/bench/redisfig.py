@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args
+from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args, delete_outputs, settle_after_cleanup
 from hotelimages.bench.measure import run_processes
 from hotelimages.bench.memory import tiny_records
 from hotelimages.bench.server import StaticServer
@@ -40,6 +40,7 @@ def run_redis_figures(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     n = args.redis_ids
     ids_file = workdir / f"ids-{n}.txt"
+    settle_after_cleanup(workdir)
     if not ids_file.exists():
         ids_file.write_text("".join(f"H{i:09d}\n" for i in range(n)))
     figures: dict = {}
@@ -91,7 +92,7 @@ def run_redis_figures(args: argparse.Namespace) -> int:
         sample = client.hrandfield(keys.manifests, 1, withvalues=True)
         manifest_json_len = len(sample[1]) if sample else 0
         client.close()
-        shutil.rmtree(run_dir / "store", ignore_errors=True)
+        delete_outputs(workdir, run_dir / "store")
     total_calls = sum(calls.values())
     hotels = max(manifests, 1)
     figures["crawl"] = {
