@@ -60,7 +60,8 @@ HOTELS_IMAGE_HOSTS: list = []
 HOTELS_WRITE_THREADS = 4
 #: How images are downloaded: "direct" (a lean aiohttp client with its own per-host connection
 #: pool; retries, redirects, timeouts and size limits follow Scrapy's settings) or "scrapy"
-#: (Scrapy's downloader and its middlewares; slower, needed for DOWNLOAD_DELAY or AutoThrottle).
+#: (Scrapy's downloader and its middlewares; slower; used anyway with DOWNLOAD_DELAY or AutoThrottle;
+#: needed for downloader middlewares of your own to see image requests).
 HOTELS_IMAGE_FETCHER = "direct"
 #: Python's first garbage-collector threshold once the spider is open (Python's default is 700;
 #: 0 leaves it). A node allocates many short-lived objects per image; collecting less often and

@@ -16,11 +16,12 @@ The fetcher keeps to the Scrapy settings a node already has, so switching betwee
 - ``DOWNLOAD_TIMEOUT`` per attempt, ``DOWNLOAD_MAXSIZE`` (also after decompression) and
   ``DOWNLOAD_WARNSIZE``;
 - ``RETRY_ENABLED``/``RETRY_TIMES``/``RETRY_HTTP_CODES`` for the same errors that Scrapy's
-  RetryMiddleware retries, ``REDIRECT_ENABLED``/``REDIRECT_MAX_TIMES`` for 301/302/303/307/308 to
-  http and https only (a 3xx elsewhere comes back as it is, as with Scrapy);
+  RetryMiddleware retries, ``REDIRECT_ENABLED``/``MEDIA_ALLOW_REDIRECTS``/``REDIRECT_MAX_TIMES``
+  for 301/302/303/307/308 to http and https only (a 3xx elsewhere comes back as it is, as with
+  Scrapy);
 - ``USER_AGENT``, ``DEFAULT_REQUEST_HEADERS``, the request's own headers, and the proxy
-  environment variables (``http_proxy``, ``https_proxy``, ``no_proxy``, read at start) like
-  HttpProxyMiddleware.
+  environment variables (``http_proxy``, ``https_proxy``, ``no_proxy``, read at start; off with
+  ``HTTPPROXY_ENABLED=False``) like HttpProxyMiddleware.
   TLS certificates are not verified, as with Scrapy's default context factory.
 
 Errors come back as the exceptions Scrapy's downloader would raise (``DownloadTimeoutError``,
@@ -36,8 +37,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
-from urllib.request import getproxies, proxy_bypass
+from urllib.parse import urljoin, urlsplit, urlunparse
+from urllib.request import _parse_proxy, getproxies, proxy_bypass
 
 import aiohttp
 from scrapy import Request
@@ -51,6 +52,8 @@ from scrapy.exceptions import (
     UnsupportedURLSchemeError,
 )
 from scrapy.http import Headers, Response
+from scrapy.utils._compression import _DecompressionMaxSizeExceeded, _inflate
+from scrapy.utils.gz import gunzip
 from w3lib.url import safe_url_string
 from yarl import URL
 
@@ -74,7 +77,9 @@ class FetchPolicy:
     warnsize: int = 32 * 1024 * 1024  # 0 = no warning
     retry_times: int = 2  # 0 = no retries
     retry_http_codes: frozenset[int] = frozenset({500, 502, 503, 504, 522, 524, 408, 429})
-    redirect_max_times: int = 20  # 0 = redirects are not followed
+    follow_redirects: bool = True  # REDIRECT_ENABLED and MEDIA_ALLOW_REDIRECTS
+    redirect_max_times: int = 20
+    use_proxies: bool = True  # HTTPPROXY_ENABLED
     per_host: int = 8
     total: int = 16
     headers: tuple[tuple[str, str], ...] = ()
@@ -91,9 +96,10 @@ class FetchPolicy:
             warnsize=settings.getint("DOWNLOAD_WARNSIZE"),
             retry_times=settings.getint("RETRY_TIMES") if settings.getbool("RETRY_ENABLED") else 0,
             retry_http_codes=frozenset(int(c) for c in settings.getlist("RETRY_HTTP_CODES")),
-            redirect_max_times=(
-                settings.getint("REDIRECT_MAX_TIMES") if settings.getbool("REDIRECT_ENABLED", True) else 0
-            ),
+            follow_redirects=settings.getbool("REDIRECT_ENABLED", True)
+            and settings.getbool("MEDIA_ALLOW_REDIRECTS", False),
+            redirect_max_times=settings.getint("REDIRECT_MAX_TIMES"),
+            use_proxies=settings.getbool("HTTPPROXY_ENABLED", True),
             per_host=max(1, settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")),
             total=max(1, settings.getint("CONCURRENT_REQUESTS")),
             headers=tuple(headers.items()),
@@ -104,9 +110,10 @@ class FetchPolicy:
 
 
 def redirect_url(url: str, location: bytes | str) -> str:
-    """Where a ``Location`` header sends a request for ``url`` (as Scrapy's RedirectMiddleware joins it)."""
-    if isinstance(location, bytes):
-        location = location.decode("latin-1")
+    """Where a ``Location`` header sends a request for ``url`` (as Scrapy's RedirectMiddleware joins it).
+
+    Raw header bytes are read as UTF-8 first, like Scrapy does, then percent-escaped.
+    """
     location = safe_url_string(location)
     if location.startswith("//"):
         location = urlsplit(url).scheme + ":" + location
@@ -120,32 +127,40 @@ def redirect_url(url: str, location: bytes | str) -> str:
 def decode_body(body: bytes, content_encoding: str, maxsize: int) -> bytes:
     """The body with its gzip/deflate ``Content-Encoding`` undone, at most ``maxsize`` bytes.
 
-    Raises IgnoreRequest (reason ``decompression_bomb``) when the decoded body would exceed
-    ``maxsize``, as Scrapy's HttpCompressionMiddleware does. Other encodings (and bodies that
-    fail to decode) are returned unchanged: the image check then rejects them.
+    Scrapy's own decoders do the work (multi-member gzip, raw deflate, tolerance of CRC
+    errors), so a body decodes exactly as with HttpCompressionMiddleware. Raises IgnoreRequest
+    (reason ``decompression_bomb``) when the decoded body would exceed ``maxsize``. Other
+    encodings, and bodies that do not decode at all, are returned unchanged: the image check
+    then rejects them.
     """
     for coding in reversed([c.strip().lower() for c in content_encoding.split(",") if c.strip()]):
         if coding in ("gzip", "x-gzip"):
-            candidates = (16 + zlib.MAX_WBITS,)
+            decoder = gunzip
         elif coding == "deflate":
-            candidates = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # zlib-wrapped, or raw as some servers send
+            decoder = _inflate
         else:
             return body
-        for wbits in candidates:
-            decoder = zlib.decompressobj(wbits)
-            try:
-                out = decoder.decompress(body, maxsize + 1 if maxsize else 0)
-            except zlib.error:
-                continue
-            if maxsize and (len(out) > maxsize or decoder.unconsumed_tail):
-                raise IgnoreRequest(
-                    f"Ignored response: it is larger than DOWNLOAD_MAXSIZE ({maxsize} bytes) during decompression"
-                )
-            body = out
-            break
-        else:
+        try:
+            body = decoder(body, max_size=maxsize)
+        except _DecompressionMaxSizeExceeded:
+            raise IgnoreRequest(
+                f"Ignored response: it is larger than DOWNLOAD_MAXSIZE ({maxsize} bytes) during decompression"
+            ) from None
+        except (OSError, EOFError, ValueError, zlib.error):
             return body
     return body
+
+
+def proxy_url(url: str, scheme: str) -> str:
+    """A proxy variable's value as a URL aiohttp takes, filled in like Scrapy's HttpProxyMiddleware.
+
+    ``proxy.example:3128`` becomes ``http://proxy.example:3128`` (for an ``http_proxy``);
+    credentials in the value are kept.
+    """
+    proxy_type, user, password, hostport = _parse_proxy(url)
+    if user:  # kept as written (percent-escapes included); aiohttp reads them from the URL
+        hostport = f"{user}:{password}@{hostport}" if password is not None else f"{user}@{hostport}"
+    return urlunparse((proxy_type or scheme, hostport, "", "", "", ""))
 
 
 def scrapy_exception(exc: BaseException, url: str, timeout: float) -> Exception:
@@ -196,7 +211,14 @@ class ImageFetcher:
         self.counts: Counter[str] = Counter()
         # Read once: aiohttp's trust_env would parse the environment and ~/.netrc on every request
         # (measured: 16% of a node's CPU).
-        self._env_proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
+        self._env_proxies = {}
+        if policy.use_proxies:
+            for scheme, value in getproxies().items():
+                if scheme in ("http", "https"):
+                    try:
+                        self._env_proxies[scheme] = proxy_url(value, scheme)
+                    except ValueError:  # as HttpProxyMiddleware: a value it cannot parse is skipped
+                        logger.warning("Ignoring the %s_proxy variable: cannot parse it", scheme)
         self._proxy_cache: dict[tuple[str, str], str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
@@ -214,13 +236,13 @@ class ImageFetcher:
         return self._session
 
     def proxy_for(self, scheme: str, host: str) -> str | None:
-        """The proxy from ``http_proxy``/``https_proxy`` for this host unless ``no_proxy`` names it."""
+        """The proxy from ``http_proxy``/``https_proxy`` for this host name unless ``no_proxy`` names it."""
         if not self._env_proxies:
             return None
         key = (scheme, host)
         if key not in self._proxy_cache:
             proxy = self._env_proxies.get(scheme)
-            self._proxy_cache[key] = None if proxy is None or proxy_bypass(host.rsplit(":", 1)[0]) else proxy
+            self._proxy_cache[key] = None if proxy is None or proxy_bypass(host) else proxy
         return self._proxy_cache[key]
 
     async def close(self) -> None:
@@ -238,7 +260,8 @@ class ImageFetcher:
         meta = request.meta
         timeout = float(meta.get("download_timeout") or self.policy.timeout)
         retries_left = 0 if meta.get("dont_retry") else int(meta.get("max_retry_times", self.policy.retry_times))
-        redirects_left = 0 if meta.get("dont_redirect") else self.policy.redirect_max_times
+        follow = self.policy.follow_redirects and not meta.get("dont_redirect")
+        redirects_left = self.policy.redirect_max_times
         headers = {k.decode("latin-1"): v[-1].decode("latin-1") for k, v in request.headers.items() if v} or None
         url = request.url
         redirect_urls: list[str] = []
@@ -256,11 +279,9 @@ class ImageFetcher:
             status = response.status
             if status in REDIRECT_STATUSES and b"Location" in response.headers:
                 target = redirect_url(url, response.headers[b"Location"])
-                if urlsplit(target).scheme not in ("http", "https"):
+                if not follow or urlsplit(target).scheme not in ("http", "https"):
                     return response  # not followed; the pipeline refuses it with its reason
                 if redirects_left <= 0:
-                    if self.policy.redirect_max_times == 0 or meta.get("dont_redirect"):
-                        return response
                     raise IgnoreRequest("max redirections reached")
                 redirects_left -= 1
                 redirect_urls.append(url)
@@ -277,10 +298,12 @@ class ImageFetcher:
 
     async def _attempt(self, session: aiohttp.ClientSession, request: Request, url: str,
                        headers: dict[str, str] | None, timeout: float) -> Response:
+        if self._closed:
+            raise IgnoreRequest("image fetcher closed")
         scheme = url.partition(":")[0].lower()
         if scheme not in ("http", "https"):
             raise UnsupportedURLSchemeError(f"Unsupported URL scheme {scheme!r} in {url[:200]}")
-        host = urlsplit(url).netloc.lower()
+        host = urlsplit(url).hostname or ""  # slots per host name, as Scrapy's downloader keys them
         slot = self._hosts.get(host)
         if slot is None:
             slot = self._hosts[host] = _HostSlot(self.policy.per_host)

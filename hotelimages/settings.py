@@ -48,8 +48,9 @@ DEPTH_LIMIT = 0
 REQUEST_FINGERPRINTER_CLASS = "hotelimages.fingerprint.HotelRequestFingerprinter"
 
 # --- Throughput for an image CDN ----------------------------------------------
-# Enforces CONCURRENT_REQUESTS_PER_DOMAIN for media requests (see downloader.py):
-# with Scrapy's own, every queued image started at once on a new connection.
+# Images go through hotelimages.fetcher by default (HOTELS_IMAGE_FETCHER). For listings, and
+# for images with HOTELS_IMAGE_FETCHER=scrapy, this enforces CONCURRENT_REQUESTS_PER_DOMAIN for
+# queued requests (see downloader.py): with Scrapy's own, every queued image started at once.
 DOWNLOADER = "hotelimages.downloader.BoundedDownloader"
 CONCURRENT_REQUESTS = 64
 CONCURRENT_REQUESTS_PER_DOMAIN = 32

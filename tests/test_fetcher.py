@@ -19,7 +19,7 @@ from scrapy.exceptions import (
 from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
 
-from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, redirect_url
+from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, proxy_url, redirect_url
 from hotelimages.pipelines.images import failure_reason
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
@@ -117,7 +117,8 @@ class Server:
 def policy(**overrides) -> FetchPolicy:
     settings = Settings({"USER_AGENT": "hotelimages-test/1", "DOWNLOAD_TIMEOUT": 5, "RETRY_TIMES": 2,
                          "CONCURRENT_REQUESTS_PER_DOMAIN": 4, "CONCURRENT_REQUESTS": 16,
-                         "DOWNLOAD_MAXSIZE": 1_000_000, "DOWNLOAD_WARNSIZE": 0, "REDIRECT_MAX_TIMES": 5})
+                         "DOWNLOAD_MAXSIZE": 1_000_000, "DOWNLOAD_WARNSIZE": 0, "REDIRECT_MAX_TIMES": 5,
+                         "MEDIA_ALLOW_REDIRECTS": True})
     settings.setdict(overrides, priority="cmdline")
     return FetchPolicy.from_settings(settings)
 
@@ -183,6 +184,11 @@ def test_redirects_are_followed_to_http_only_and_bounded():
             await fetcher.fetch(Request(f"{base}/redirect/9"))
         return followed, refused, loop.value
 
+    async def not_followed(fetcher, base, server):
+        return await fetcher.fetch(Request(f"{base}/redirect/1"))
+
+    unfollowed, _, _ = run(not_followed, policy(MEDIA_ALLOW_REDIRECTS=False))
+    assert unfollowed.status == 302  # as Scrapy's media pipelines without MEDIA_ALLOW_REDIRECTS
     (followed, refused, loop), _, _ = run(go)
     assert followed.status == 200 and followed.url.endswith("/img/final.jpg")
     assert followed.request.meta["redirect_urls"][0].endswith("/redirect/3")
@@ -219,6 +225,18 @@ def test_gzip_bodies_are_decoded_and_bombs_refused():
     assert failure_reason(bomb) == "decompression_bomb"
 
 
+def test_a_closed_fetcher_fetches_nothing():
+    async def go(fetcher, base, server):
+        await fetcher.fetch(Request(f"{base}/img/a.jpg"))
+        await fetcher.close()
+        with pytest.raises(IgnoreRequest):
+            await fetcher.fetch(Request(f"{base}/img/b.jpg"))
+        return len(server.headers)
+
+    seen, _, stats = run(go)
+    assert seen == 1 and stats.get_value("hotelimages/fetch/requests") == 1
+
+
 def test_a_stopping_node_fetches_nothing():
     async def go(fetcher, base, server):
         with pytest.raises(IgnoreRequest):
@@ -232,7 +250,7 @@ def test_a_stopping_node_fetches_nothing():
 def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
     """http_proxy sends requests to the proxy (here our server, which answers for any host); no_proxy does not."""
     port = free_port()
-    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("http_proxy", f"127.0.0.1:{port}")  # no scheme: filled in as Scrapy does
     monkeypatch.setenv("no_proxy", "direct.invalid")
 
     async def main():
@@ -320,11 +338,18 @@ def test_redirect_url_joins_like_scrapy():
     assert redirect_url("https://a/b/c", b"//cdn/e.jpg") == "https://cdn/e.jpg"
     assert redirect_url("http://a/b/c#frag", b"d") == "http://a/b/d#frag"
     assert redirect_url("http://a/", "/caf\u00e9.jpg") == "http://a/caf%C3%A9.jpg"
+    assert redirect_url("http://a/", "/caf\u00e9.jpg".encode()) == "http://a/caf%C3%A9.jpg"  # raw UTF-8 header
+
+
+def test_proxy_url_is_filled_in_like_scrapys():
+    assert proxy_url("proxy.example:3128", "http") == "http://proxy.example:3128"
+    assert proxy_url("https://u:p%40ss@proxy:1", "http") == "https://u:p%40ss@proxy:1"
 
 
 def test_decode_body():
     raw = b"hello" * 100
     assert decode_body(gzip.compress(raw), "gzip", 0) == raw
+    assert decode_body(gzip.compress(raw) + gzip.compress(b"tail"), "gzip", 0) == raw + b"tail"  # two members
     assert decode_body(zlib.compress(raw), "deflate", 10_000) == raw
     raw_deflate = zlib.compressobj(wbits=-15)
     assert decode_body(raw_deflate.compress(raw) + raw_deflate.flush(), "deflate", 10_000) == raw
@@ -335,8 +360,9 @@ def test_decode_body():
 
 
 def test_policy_follows_scrapy_settings():
-    off = policy(RETRY_ENABLED=False, REDIRECT_ENABLED=False)
-    assert off.retry_times == 0 and off.redirect_max_times == 0
+    off = policy(RETRY_ENABLED=False, REDIRECT_ENABLED=False, HTTPPROXY_ENABLED=False)
+    assert off.retry_times == 0 and not off.follow_redirects and not off.use_proxies
+    assert not policy(MEDIA_ALLOW_REDIRECTS=False).follow_redirects
     on = policy(RETRY_HTTP_CODES=[503], CONCURRENT_REQUESTS_PER_DOMAIN=3)
     assert on.retry_http_codes == frozenset({503}) and on.per_host == 3 and on.retry_times == 2
     assert dict(on.headers)["User-Agent"] == "hotelimages-test/1"
