@@ -14,7 +14,7 @@ from pathlib import Path
 DEFAULT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 MAX_DEPTH = 40  # a sha1 hex digest has 40 digits
 
-# Names Windows refuses as file or folder names, whatever the extension.
+# Names Windows refuses as file or folder names, whatever the extension (4 characters at most).
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"]
     + [f"COM{i}" for i in range(10)]
@@ -22,6 +22,9 @@ _WINDOWS_RESERVED = frozenset(
 )
 # Path separators, characters Windows forbids in names, and control characters.
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
+# IDs made of these only (the usual case) cannot be unsafe but for a Windows device name.
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+_RESERVED_MAX_LEN = 4
 
 
 @functools.lru_cache(maxsize=32)
@@ -51,6 +54,10 @@ def validate_id(value: object, pattern: str = DEFAULT_ID_PATTERN, kind: str = "h
         raise InvalidId(kind, value, f"expected a string, got {type(value).__name__}")
     if not _compiled(pattern).fullmatch(value):
         raise InvalidId(kind, value, f"does not match {pattern}")
+    if _PLAIN.fullmatch(value):  # fast path (bulk loads check 600,000 IDs): no dots, no separators
+        if len(value) <= _RESERVED_MAX_LEN and value.upper() in _WINDOWS_RESERVED:
+            raise InvalidId(kind, value, "reserved device name on Windows")
+        return value
     if value in ("", ".", "..") or _UNSAFE.search(value):
         raise InvalidId(kind, value, "contains a path separator, a control character or is a relative path")
     if value[-1] in ". ":

@@ -159,3 +159,19 @@ def test_net_of_startup_takes_out_one_wall_and_one_cpu_per_process():
     assert rows["node"] == ["100", "125", "5.00", "4.00"]  # 1000/(10-2); (5-1)/1000
     assert rows["node2p"] == ["167", "250", "6.00", "4.00"]  # 1000/(6-2); (6-2*1)/1000
     assert "images" not in rows
+
+
+def test_profile_stages_take_the_first_matching_stage_and_skip_idle_threads():
+    from hotelimages.bench.profiling import parse_stages
+
+    lines = [
+        "run (a.py);_find_and_load (<frozen importlib._bootstrap>);f (x.py) 5",
+        "run (a.py);fetch (hotelimages/fetcher.py);ImageFetcher._get (hotelimages/fetcher.py);send (aiohttp/client.py) 7",
+        "_bootstrap (threading.py);_worker (concurrent/futures/thread.py) 100",
+        "run (a.py);_run_once (asyncio/base_events.py) 3",
+        "run (a.py);mystery (m.py) 1",
+    ]
+    stages, total = parse_stages(lines)
+    assert total == 16  # the idle worker is not CPU
+    assert stages == {"start-up (imports)": 5, "image download (fetcher, aiohttp)": 7,
+                      "event loop (callbacks, sockets, timers)": 3, "other": 1}

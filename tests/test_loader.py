@@ -233,3 +233,27 @@ def test_requeue_and_retry_failed_scripts(redis_url, redis_client):
     assert result.returncode == 0, result.stderr
     assert "1  timeout" in result.stdout and "moved 1 of 1" in result.stdout
     assert sorted(pending(redis_client)) == ["1", "2", "3"]
+
+
+def test_ordered_pusher_keeps_order_and_hands_errors_to_the_caller():
+    from hotelimages.loader import _OrderedPusher
+
+    pushed: list[int] = []
+
+    def push(batch):
+        if batch == [3]:
+            raise ConnectionError("redis went away")
+        pushed.append(batch[0])
+
+    pusher = _OrderedPusher(push)
+    for n in (1, 2):
+        pusher.submit([n])
+    pusher.close()
+    assert pushed == [1, 2]
+
+    pusher = _OrderedPusher(push)
+    with pytest.raises(ConnectionError):
+        for n in range(1, 10):
+            pusher.submit([n])
+        pusher.close()
+    assert pushed[2:] == [1, 2]  # nothing after the failed batch

@@ -115,6 +115,42 @@ def parse_collapsed(lines: list[str]) -> tuple[Counter, Counter, Counter, int]:
     return self_c, cum_c, layer_c, total
 
 
+#: The stages of our node's work, in the order they are tried: a sample belongs to the first
+#: stage that has a frame (a substring of py-spy's ``func (file)``) anywhere in its stack.
+STAGES = (
+    ("start-up (imports)", ("importlib",)),
+    ("image download (fetcher, aiohttp)", ("ImageFetcher",)),
+    ("image check (Pillow header, path)", ("ShardedImagesPipeline._check ",)),
+    ("write and sha1 (writer threads)", ("_write_and_hash",)),
+    ("rest of media_downloaded (thread hand-off)", ("media_downloaded",)),
+    ("media pipeline machinery (Scrapy)", ("MediaPipeline", "ShardedImagesPipeline")),
+    ("manifests and the Redis record", ("pipelines/manifests.py",)),
+    ("claims, listings (spider)", ("spiders/hotels.py", "hotelimages/claims.py")),
+    ("listing downloads (Scrapy downloader)", ("scrapy/core/downloader",)),
+    ("Scrapy engine, scraper, signals", ("scrapy/core/", "scrapy/utils/", "scrapy/signalmanager")),
+    ("redis-py", ("redis/",)),
+    ("event loop (callbacks, sockets, timers)", ("asyncio/", "twisted/")),
+)
+
+
+def parse_stages(lines: list[str]) -> tuple[Counter, int]:
+    """On-CPU samples per stage of STAGES (``other`` for the rest) and their total."""
+    stages: Counter = Counter()
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        raw = stack.split(";")
+        if short_frame(raw[-1]) in IDLE_LEAVES:
+            continue
+        count = int(count_text)
+        total += count
+        name = next((name for name, keys in STAGES if any(k in f for f in raw for k in keys)), "other")
+        stages[name] += count
+    return stages, total
+
+
 def top(counter: Counter, total: int, n: int) -> list[Hotspot]:
     return [Hotspot(name, c, c / total if total else 0.0) for name, c in counter.most_common(n)]
 
@@ -189,6 +225,14 @@ def run_profile(args: argparse.Namespace) -> int:
         print("|---|---|")
         for layer, c in layer_c.most_common():
             print(f"| {layer} | {c / total:.1%} |")
+        stages, stage_total = parse_stages(result.read_text().splitlines())
+        print()
+        print("Samples by stage of the node's work (the first stage with a frame in the stack):")
+        print("| stage | share | ms per image |")
+        print("|---|---|---|")
+        for name, c in stages.most_common():
+            share = c / max(stage_total, 1)
+            print(f"| {name} | {share:.1%} | {1000 * m.cpu * share / max(count, 1):.2f} |")
     else:
         print(format_cprofile(result, 30))
     return 0 if count == ctx.corpus.images else 1
