@@ -166,7 +166,8 @@ def test_profile_stages_take_the_first_matching_stage_and_skip_idle_threads():
 
     lines = [
         "run (a.py);_find_and_load (<frozen importlib._bootstrap>);f (x.py) 5",
-        "run (a.py);fetch (hotelimages/fetcher.py);ImageFetcher._get (hotelimages/fetcher.py);send (aiohttp/client.py) 7",
+        "run (a.py);fetch (hotelimages/fetcher.py);ImageFetcher._get (hotelimages/fetcher.py)"
+        ";send (aiohttp/client.py) 7",
         "_bootstrap (threading.py);_worker (concurrent/futures/thread.py) 100",
         "run (a.py);_run_once (asyncio/base_events.py) 3",
         "run (a.py);mystery (m.py) 1",

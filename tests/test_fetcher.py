@@ -46,7 +46,8 @@ class Server:
         self.hits: dict[str, int] = {}
         self.headers: list[dict[str, str]] = []
 
-    async def start(self) -> str:
+    async def start(self, port: int | None = None, ssl_context=None) -> str:
+        """Listen on ``port`` (a free one by default); returns the base URL."""
         app = web.Application()
         app.router.add_get("/img/{name}", self.image)
         app.router.add_get("/chunked/{size}", self.chunked)
@@ -58,9 +59,9 @@ class Server:
         app.router.add_get("/gzip/{size}", self.gzipped)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        port = port or free_port()
+        await web.TCPSite(self.runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+        return f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
         await self.runner.cleanup()
@@ -255,11 +256,7 @@ def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
 
     async def main():
         server = Server()
-        app = web.Application()
-        app.router.add_get("/img/{name}", server.image)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await server.start(port)
         fetcher = ImageFetcher(policy(RETRY_TIMES=0), Stats())
         try:
             proxied = await fetcher.fetch(Request("http://cdn.invalid/img/a.jpg"))
@@ -267,7 +264,7 @@ def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
                 await fetcher.fetch(Request("http://direct.invalid/img/b.jpg"))
         finally:
             await fetcher.close()
-            await runner.cleanup()
+            await server.stop()
         return proxied, direct.value, server
 
     proxied, direct, server = asyncio.run(main())
@@ -308,24 +305,19 @@ def self_signed_context(tmp_path):
 def test_https_images_with_a_self_signed_certificate(tmp_path):
     """CDNs are HTTPS; like Scrapy's default context factory, certificates are not verified."""
     context = self_signed_context(tmp_path)
-    port = free_port()
 
     async def main():
         server = Server()
-        app = web.Application()
-        app.router.add_get("/img/{name}", server.image)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+        base = await server.start(ssl_context=context)
         fetcher = ImageFetcher(policy(), Stats())
         try:
-            return await asyncio.gather(*[fetcher.fetch(Request(f"https://127.0.0.1:{port}/img/{n}.jpg"))
-                                          for n in range(20)]), server
+            return await asyncio.gather(*[fetcher.fetch(Request(f"{base}/img/{n}.jpg")) for n in range(20)]), server
         finally:
             await fetcher.close()
-            await runner.cleanup()
+            await server.stop()
 
     responses, server = asyncio.run(main())
+    assert responses[0].url.startswith("https://")
     assert [r.body == BODY for r in responses] == [True] * 20
     assert 1 <= len(server.transports) <= 4  # TLS connections kept alive and reused
 
