@@ -237,11 +237,6 @@ class Catalog:
 
     # Reading
 
-    def hotel(self, hotel_id: str) -> HotelRecord | None:
-        """One hotel, or None if the catalogue does not know it."""
-        found = list(self.hotels([hotel_id]))
-        return found[0] if found else None
-
     def hotels(self, hotel_ids: Iterable[str] | None = None) -> Iterator[HotelRecord]:
         """The given hotels that the catalogue knows (all of them if None), by hotel ID."""
         store = self.store_label

@@ -11,6 +11,7 @@ lease expired back on the pending list, so a node that dies loses nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import uuid
@@ -84,7 +85,8 @@ return #expired
 
 
 # KEYS: leases, owners, manifests, failed, stats.
-# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1).
+# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1),
+# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis).
 # Records a hotel's outcome and acknowledges its claim in one step. A result for a
 # hotel that is already recorded is dropped (returns 0) unless the claim was forced,
 # so every hotel has exactly one result and the counters count it once.
@@ -105,10 +107,9 @@ if ARGV[4] == 'manifest' then
       redis.call('HINCRBY', KEYS[5], 'hotels/' .. m.status, -1)
     end
   end
-  local ok, m = pcall(cjson.decode, ARGV[5])
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[3])
-  redis.call('HINCRBY', KEYS[5], 'hotels/' .. m.status, 1)
+  redis.call('HINCRBY', KEYS[5], 'hotels/' .. ARGV[10], 1)
   redis.call('HINCRBY', KEYS[5], 'images/stored', tonumber(ARGV[6]))
   redis.call('HINCRBY', KEYS[5], 'images/bytes', tonumber(ARGV[7]))
   redis.call('HINCRBY', KEYS[5], 'images/failed', tonumber(ARGV[8]))
@@ -118,6 +119,12 @@ else
 end
 return 1
 """
+
+
+def giving_back(spider: Any) -> bool:
+    """Whether this process is stopping and gives its hotels back (``LeaseManager.abandoned``)."""
+    leases = getattr(spider, "leases", None)
+    return bool(leases and leases.abandoned)
 
 
 def new_owner(node_id: str) -> str:
@@ -188,18 +195,21 @@ class LeaseManager:
         nbytes: int = 0,
         failed_images: int = 0,
         force: bool = False,
+        status: str = "",
     ) -> bool:
         """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
 
         Returns False if the hotel had already been recorded (by another claim, or
         earlier) and ``force`` is not set; this result is then dropped. The caller
-        forgets the entry once this returns.
+        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given).
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
+        if kind == "manifest" and not status:
+            status = json.loads(manifest_json)["status"]
         k = self.keys
         n = await self._record(
             keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats],
-            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0],
+            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status],
         )
         return bool(n)
 

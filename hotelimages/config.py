@@ -124,6 +124,9 @@ class HotelsConfig:
     write_threads: int = defaults.HOTELS_WRITE_THREADS
     image_fetcher: str = defaults.HOTELS_IMAGE_FETCHER
     gc_threshold: int = defaults.HOTELS_GC_THRESHOLD
+    progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
+    progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
+    progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -179,4 +182,7 @@ class HotelsConfig:
             write_threads=_int(settings, "HOTELS_WRITE_THREADS"),
             image_fetcher=image_fetcher,
             gc_threshold=_int(settings, "HOTELS_GC_THRESHOLD"),
+            progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
+            progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
+            progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
         )

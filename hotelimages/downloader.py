@@ -26,13 +26,14 @@ from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import _schedule_coro
 from twisted.python.failure import Failure
 
+from hotelimages.claims import giving_back
+
 
 class BoundedDownloader(Downloader):
     """Downloader whose queue never starts more requests than the slot's free transfer slots."""
 
     def _process_queue(self, slot: Any) -> None:
-        leases = getattr(self.crawler.spider, "leases", None)
-        if leases is not None and leases.abandoned:
+        if giving_back(self.crawler.spider):
             # The node is stopping and gives its hotels back: do not fetch what is queued.
             while slot.queue:
                 _request, queue_dfd = slot.queue.popleft()

@@ -105,6 +105,11 @@ def refused_redirect(response: Any) -> str | None:
     return None
 
 
+def _shown_url(url: Any) -> str | None:
+    """A refused entry's URL as a manifest can hold it (None if it is no string or not encodable)."""
+    return url if isinstance(url, str) and _encodable(url) else None
+
+
 def check_images(
     raw_images: list[Any],
     *,
@@ -129,19 +134,18 @@ def check_images(
         raw_id = raw.get("id")
         if isinstance(raw_id, int) and not isinstance(raw_id, bool):
             raw_id = str(raw_id)
-        shown_url = url if isinstance(url, str) and _encodable(url) else None
         refusal = url_refusal(url, image_hosts)
         if raw_id is None or raw_id == "":
             image_id = derive_image_id(url) if isinstance(url, str) else None
         else:
             image_id = raw_id
         if refusal:
-            out.failed.append(FailedImage(_safe_id(image_id, image_id_pattern), shown_url, category, refusal))
+            out.failed.append(FailedImage(_safe_id(image_id, image_id_pattern), _shown_url(url), category, refusal))
             continue
         try:
             validate_id(image_id, image_id_pattern, "image")
         except InvalidId as exc:
-            out.failed.append(FailedImage(None, shown_url, category, exc.reason))
+            out.failed.append(FailedImage(None, _shown_url(url), category, exc.reason))
             continue
         key = (category, image_id.casefold())  # Windows and macOS file names ignore case
         if key in seen:

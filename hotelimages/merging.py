@@ -47,7 +47,7 @@ from hotelimages.packing import (
     utc_stamp,
 )
 from hotelimages.sharding import InvalidId, hotel_dir, resolve_in_store, validate_id
-from hotelimages.storage import TEMP_SUFFIX
+from hotelimages.storage import TEMP_SUFFIX, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +194,6 @@ class StorePaths:
         if target.parent != resolved or name in ("", ".", ".."):
             raise ValueError(f"path {relpath!r} leaves the store {str(self.store)!r}")
         return target
-
-    def forget(self) -> None:
-        """Drop the cache, e.g. once folders were created (a new folder resolves like before)."""
-        self._folders.clear()
 
 
 def check_member_name(name: str, store: Path | StorePaths) -> list[str]:
@@ -449,18 +445,6 @@ def _source(shard: VerifiedShard, hotel: ShardHotel, same_files: bool) -> dict[s
     }
 
 
-def _write_bytes_atomic(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _free_bytes(path: Path) -> int:
     while not path.exists() and path.parent != path:
         path = path.parent
@@ -603,7 +587,7 @@ def merge(
         reports.mkdir(parents=True, exist_ok=True)
         report.report_file = str(reports / f"{utc_stamp()}-{os.getpid()}.json")
         report.seconds = time.monotonic() - started
-        _write_bytes_atomic(Path(report.report_file), json.dumps(report.to_dict(), indent=1).encode("utf-8"))
+        write_atomic(report.report_file, json.dumps(report.to_dict(), indent=1).encode("utf-8"))
     report.seconds = time.monotonic() - started
     logger.info(
         "Merged %(shards)d shards: %(added)d hotels added, %(unchanged)d unchanged, %(conflicts)d conflicts, "
@@ -653,7 +637,7 @@ def _settle_hotel(
         manifest_sha1 = sha1_file(path)
     else:
         data = dumps(manifest).encode("utf-8")
-        _write_bytes_atomic(path, data)
+        write_atomic(path, data)
         report.manifests_written += 1
         current[hotel.hotel_id] = _CentralHotel(
             manifest, manifest["sources"], state.files if state else hotel.file_sha1s()

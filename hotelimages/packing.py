@@ -31,6 +31,7 @@ from typing import IO, Any
 from hotelimages.catalog import find_manifests
 from hotelimages.manifest import MANIFEST_NAME, STATUSES
 from hotelimages.sharding import InvalidId, hotel_dir, validate_id
+from hotelimages.storage import remove_temp_files, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -378,8 +379,9 @@ class _ShardWriter:
         digest = self._sha256.hexdigest()
         index = sidecar(self.final, INDEX_SUFFIX)
         sha_file = sidecar(self.final, SHA256_SUFFIX)
-        _write_text_atomic(index, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.index))
-        _write_text_atomic(sha_file, f"{digest}  {self.final.name}\n")
+        write_atomic(index, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.index).encode("utf-8"),
+                     fsync=True)
+        write_atomic(sha_file, f"{digest}  {self.final.name}\n".encode(), fsync=True)
         os.replace(self.tmp, self.final)
         return ShardInfo(
             path=self.final, index=index, sha256_file=sha_file, sha256=digest, hotels=len(self.hotels),
@@ -393,15 +395,6 @@ class _ShardWriter:
             pass
         self._file.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class PackLock:
@@ -440,12 +433,6 @@ class PackLock:
         except (ValueError, OSError) as exc:
             return not isinstance(exc, PermissionError)
         return False
-
-
-def _clean_out(out: Path) -> None:
-    """Remove the temporary files a killed pack run left (only ever its own: the lock is held)."""
-    for tmp in out.glob(".*.part"):
-        tmp.unlink(missing_ok=True)
 
 
 def _free_shard_name(out: Path, stem: str, ext: str, number: int) -> tuple[str, int]:
@@ -536,7 +523,7 @@ def pack(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with PackLock(out):
-        _clean_out(out)
+        remove_temp_files(out)  # a killed pack run's own (the lock is held)
         todo, result = plan(store, out, statuses=statuses, since=since, repack=repack)
         _write_shards(todo, result, max_shard_bytes, compression, name, progress)
     result.seconds = time.monotonic() - started

@@ -34,13 +34,14 @@ from scrapy.exceptions import NotConfigured
 
 from hotelimages import defaults
 from hotelimages.keys import Keys
+from hotelimages.manifest import STATUSES
 
 logger = logging.getLogger(__name__)
 
 #: Shortest heartbeat lifetime, whatever the interval.
 MIN_HEARTBEAT_TTL = 30
 
-HOTEL_STATUSES = ("complete", "partial", "failed", "empty")
+HOTEL_STATUSES = STATUSES  # of manifests
 MB = 1_000_000
 
 #: Fields of the heartbeat hash, in the order status shows them.
@@ -156,19 +157,10 @@ class HotelsProgress:
         from hotelimages.config import HotelsConfig  # noqa: PLC0415 - keeps the pure helpers import-light
         from hotelimages.redisconn import async_client  # noqa: PLC0415
 
-        settings = crawler.settings
-        interval = settings.getfloat("HOTELS_PROGRESS_INTERVAL", defaults.HOTELS_PROGRESS_INTERVAL)
-        if interval < 0:
-            raise ValueError(f"setting HOTELS_PROGRESS_INTERVAL must be >= 0, got {interval}")
-        if not interval:
+        cfg = HotelsConfig.from_settings(crawler.settings)
+        if not cfg.progress_interval:
             raise NotConfigured("HOTELS_PROGRESS_INTERVAL is 0")
-        length = settings.getint("HOTELS_PROGRESS_HISTORY_LENGTH", defaults.HOTELS_PROGRESS_HISTORY_LENGTH)
-        if length < 1:
-            raise ValueError(f"setting HOTELS_PROGRESS_HISTORY_LENGTH must be >= 1, got {length}")
-        ttl = settings.getint("HOTELS_PROGRESS_HISTORY_TTL", defaults.HOTELS_PROGRESS_HISTORY_TTL)
-        if ttl < 1:
-            raise ValueError(f"setting HOTELS_PROGRESS_HISTORY_TTL must be >= 1, got {ttl}")
-        cfg = HotelsConfig.from_settings(settings)
+        interval, length, ttl = cfg.progress_interval, cfg.progress_history_length, cfg.progress_history_ttl
         ext = cls(
             crawler.stats,
             async_client(cfg.redis_url, cfg.redis_params),

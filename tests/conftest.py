@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from crawling import scratch_db  # noqa: E402
+
 from hotelimages.localredis import LocalRedis  # noqa: E402
 
 _db_numbers = itertools.count(1)
@@ -33,12 +35,8 @@ def redis_server():
 @pytest.fixture
 def redis_url(redis_server):
     """A URL of an empty database of its own for this test; emptied again afterwards."""
-    url = f"{redis_server}/{next(_db_numbers)}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with scratch_db(redis_server, next(_db_numbers)) as (url, _client):
+        yield url
 
 
 @pytest.fixture

@@ -8,11 +8,27 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
 from hotelimages.demo import catalogue
 from hotelimages.demo.run import ROOT, crawl_env, start_demo_server
+from hotelimages.localredis import stop_process
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")
+
+
+@contextmanager
+def scratch_db(redis_server: str, db: int):
+    """Database ``db`` of the test redis-server, emptied before and after; yields (url, client)."""
+    url = f"{redis_server}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url, client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @contextmanager
@@ -22,8 +38,7 @@ def demo_server(hotels: int, faults: str = "", slow_seconds: float = 3.0):
     try:
         yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
 
 
 def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-node", *settings: str,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
 import zlib
 
 import pytest
@@ -20,6 +19,7 @@ from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
 
 from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, proxy_url, redirect_url
+from hotelimages.localredis import free_port
 from hotelimages.pipelines.images import failure_reason
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
@@ -28,12 +28,6 @@ BODY = bytes(range(256)) * 400  # 102,400 bytes
 class Stats(MemoryStatsCollector):
     def __init__(self) -> None:
         self._stats: dict = {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -124,12 +118,13 @@ def policy(**overrides) -> FetchPolicy:
     return FetchPolicy.from_settings(settings)
 
 
-def run(coro_fn, fetch_policy: FetchPolicy | None = None, stopping=lambda: False):
+def run(coro_fn, fetch_policy: FetchPolicy | None = None, stopping=lambda: False, port: int | None = None,
+        ssl_context=None):
     """Start the server, run ``coro_fn(fetcher, base_url, server)``, stop both; returns (result, server, stats)."""
 
     async def main():
         server = Server()
-        base = await server.start()
+        base = await server.start(port, ssl_context)
         stats = Stats()
         fetcher = ImageFetcher(fetch_policy or policy(), stats, stopping)
         try:
@@ -254,20 +249,13 @@ def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
     monkeypatch.setenv("http_proxy", f"127.0.0.1:{port}")  # no scheme: filled in as Scrapy does
     monkeypatch.setenv("no_proxy", "direct.invalid")
 
-    async def main():
-        server = Server()
-        await server.start(port)
-        fetcher = ImageFetcher(policy(RETRY_TIMES=0), Stats())
-        try:
-            proxied = await fetcher.fetch(Request("http://cdn.invalid/img/a.jpg"))
-            with pytest.raises(Exception) as direct:  # no proxy: the .invalid name cannot resolve
-                await fetcher.fetch(Request("http://direct.invalid/img/b.jpg"))
-        finally:
-            await fetcher.close()
-            await server.stop()
-        return proxied, direct.value, server
+    async def go(fetcher, base, server):
+        proxied = await fetcher.fetch(Request("http://cdn.invalid/img/a.jpg"))
+        with pytest.raises(Exception) as direct:  # no proxy: the .invalid name cannot resolve
+            await fetcher.fetch(Request("http://direct.invalid/img/b.jpg"))
+        return proxied, direct.value
 
-    proxied, direct, server = asyncio.run(main())
+    (proxied, direct), server, _ = run(go, policy(RETRY_TIMES=0), port=port)
     assert proxied.status == 200 and proxied.body == BODY
     assert server.headers[0]["Host"] == "cdn.invalid" and len(server.headers) == 1
     assert failure_reason(direct) in ("dns_error", "connection_error")
@@ -306,17 +294,10 @@ def test_https_images_with_a_self_signed_certificate(tmp_path):
     """CDNs are HTTPS; like Scrapy's default context factory, certificates are not verified."""
     context = self_signed_context(tmp_path)
 
-    async def main():
-        server = Server()
-        base = await server.start(ssl_context=context)
-        fetcher = ImageFetcher(policy(), Stats())
-        try:
-            return await asyncio.gather(*[fetcher.fetch(Request(f"{base}/img/{n}.jpg")) for n in range(20)]), server
-        finally:
-            await fetcher.close()
-            await server.stop()
+    async def go(fetcher, base, server):
+        return await asyncio.gather(*[fetcher.fetch(Request(f"{base}/img/{n}.jpg")) for n in range(20)])
 
-    responses, server = asyncio.run(main())
+    responses, server, _ = run(go, ssl_context=context)
     assert responses[0].url.startswith("https://")
     assert [r.body == BODY for r in responses] == [True] * 20
     assert 1 <= len(server.transports) <= 4  # TLS connections kept alive and reused

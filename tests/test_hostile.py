@@ -6,7 +6,7 @@ import json
 
 import pytest
 import redis
-from crawling import demo_server, run_crawl
+from crawling import demo_server, run_crawl, scratch_db
 
 from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
@@ -30,18 +30,14 @@ def hotel_with(fault: str) -> str:
 @pytest.fixture(scope="module")
 def crawled(redis_server, tmp_path_factory):
     """One crawl of a catalogue with every hostile case in it; yields a Redis client of its database."""
-    url = f"{redis_server}/4000"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
     store = tmp_path_factory.mktemp("hostile") / "store"
-    with demo_server(len(IDS), SPEC) as base_url:
-        client.lpush(KEYS.start_ids, *IDS)
-        proc = run_crawl(url, base_url, store, "node-hostile", "DOWNLOAD_MAXSIZE=2097152", "HOTELS_MAX_IMAGES=50",
-                         "REDIRECT_MAX_TIMES=3")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    yield client, store, proc.stderr
-    client.flushdb()
-    client.close()
+    with scratch_db(redis_server, 4000) as (url, client):
+        with demo_server(len(IDS), SPEC) as base_url:
+            client.lpush(KEYS.start_ids, *IDS)
+            proc = run_crawl(url, base_url, store, "node-hostile", "DOWNLOAD_MAXSIZE=2097152",
+                             "HOTELS_MAX_IMAGES=50", "REDIRECT_MAX_TIMES=3")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield client, store, proc.stderr
 
 
 def failed_reason(client: redis.Redis, hotel_id: str) -> str:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 
-import redis
-from crawling import demo_server, files_under, run_crawl
+from crawling import demo_server, files_under, run_crawl, scratch_db
 
 from hotelimages.bench.configs import BEFORE_SETTINGS
 from hotelimages.demo import catalogue
@@ -22,16 +21,11 @@ VOLATILE = ("node", "store", "started_at", "finished_at")
 
 
 def crawl(redis_server: str, db: int, base_url: str, store, settings: list[str]) -> dict[str, dict]:
-    url = f"{redis_server}/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.lpush(KEYS.start_ids, *IDS)
-    proc = run_crawl(url, base_url, store, "node-opt", *settings)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    manifests = {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
-    client.flushdb()
-    client.close()
-    return manifests
+    with scratch_db(redis_server, db) as (url, client):
+        client.lpush(KEYS.start_ids, *IDS)
+        proc = run_crawl(url, base_url, store, "node-opt", *settings)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
 
 
 def test_optimised_node_stores_the_same_files_and_manifests(redis_server, tmp_path):
@@ -70,17 +64,13 @@ def test_direct_fetcher_records_what_scrapys_downloader_records(redis_server, tm
     # direct fetcher goes first, so it is the one that meets the "500 once" answers and retries.
     with demo_server(len(ids), ALL_IMAGE_FAULTS, slow_seconds=6) as base_url:
         for db, fetcher in ((4012, "direct"), (4013, "scrapy")):
-            url = f"{redis_server}/{db}"
-            client = redis.Redis.from_url(url)
-            client.flushdb()
-            client.lpush(KEYS.start_ids, *ids)
-            proc = run_crawl(url, base_url, tmp_path / fetcher, "node-fetch", *FAULT_SETTINGS,
-                             f"HOTELS_IMAGE_FETCHER={fetcher}")
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            results[fetcher] = {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
-            assert client.hlen(KEYS.failed) == 0, client.hgetall(KEYS.failed)
-            client.flushdb()
-            client.close()
+            with scratch_db(redis_server, db) as (url, client):
+                client.lpush(KEYS.start_ids, *ids)
+                proc = run_crawl(url, base_url, tmp_path / fetcher, "node-fetch", *FAULT_SETTINGS,
+                                 f"HOTELS_IMAGE_FETCHER={fetcher}")
+                assert proc.returncode == 0, proc.stderr[-2000:]
+                results[fetcher] = {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
+                assert client.hlen(KEYS.failed) == 0, client.hgetall(KEYS.failed)
             if fetcher == "direct":
                 plan = catalogue.parse_faults(ALL_IMAGE_FAULTS)
                 once = sum("f=image_500_once" in entry["url"]

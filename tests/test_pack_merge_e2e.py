@@ -6,8 +6,7 @@ import io
 import tarfile
 
 import pytest
-import redis
-from crawling import demo_server, files_under, run_crawl
+from crawling import demo_server, files_under, run_crawl, scratch_db
 
 from hotelimages.catalog import Catalog, default_catalog_path
 from hotelimages.demo import catalogue
@@ -20,15 +19,11 @@ IDS = catalogue.hotel_ids(40)
 
 
 def crawl(redis_server: str, db: int, base_url: str, store, node: str, ids: list[str]) -> None:
-    url = f"{redis_server}/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.lpush(KEYS.start_ids, *ids)
-    proc = run_crawl(url, base_url, store, node)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert client.hlen(KEYS.manifests) == len(ids)
-    client.flushdb()
-    client.close()
+    with scratch_db(redis_server, db) as (url, client):
+        client.lpush(KEYS.start_ids, *ids)
+        proc = run_crawl(url, base_url, store, node)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert client.hlen(KEYS.manifests) == len(ids)
 
 
 @pytest.fixture(scope="module")

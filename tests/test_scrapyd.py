@@ -30,7 +30,7 @@ from hotelimages.cli import crawl_argv, load_env_files, parse_env_file
 from hotelimages.config import ENV_SETTINGS
 from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
-from hotelimages.localredis import free_port
+from hotelimages.localredis import free_port, stop_process
 from hotelimages.sharding import hotel_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,12 +278,7 @@ def scrapyd(tmp_path_factory):
                                    [("project", job["project"]), ("job", job["id"]), ("signal", "KILL")], CREDS, 2)
         except schedule.ScrapydError:
             pass
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 def test_deploy_uploads_an_egg_of_the_whole_package_with_its_settings(scrapyd):

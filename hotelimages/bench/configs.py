@@ -21,11 +21,11 @@ import redis
 
 from hotelimages.bench import corpus as cp
 from hotelimages.bench.measure import Measurement, files_under, run_processes
+from hotelimages.bench.report import median
 from hotelimages.bench.server import StaticServer
-from hotelimages.demo.run import crawl_env
+from hotelimages.demo.run import ROOT, crawl_env, summarise
 from hotelimages.keys import Keys
 
-ROOT = Path(__file__).resolve().parents[2]
 SPIDERS = Path(__file__).resolve().parent / "spiders"
 #: Scrapy settings given to every comparison spider: the same concurrency as curl -Z and our node.
 COMPARISON_SETTINGS = {
@@ -136,6 +136,11 @@ def settle_after_cleanup(workdir: Path, log: Callable[[str], None] = print) -> N
         time.sleep(wait)
 
 
+def node_crawl_args(settings: dict[str, str] | None = None) -> list[str]:
+    """``scrapy crawl hotels`` with the benchmark's node settings (NODE_SETTINGS, then ``settings``)."""
+    return ["scrapy", "crawl", "hotels", *_settings_args({**NODE_SETTINGS, **(settings or {})})]
+
+
 def _settings_args(settings: dict[str, str]) -> list[str]:
     args = []
     for name, value in settings.items():
@@ -148,7 +153,6 @@ class Config:
 
     name = ""
     label = ""
-    processes = 1
 
     def available(self, ctx: Context) -> str | None:
         """None if this configuration can run here, else why not."""
@@ -186,9 +190,6 @@ class OurNode(Config):
         )
         self.settings = settings or {}
 
-    def available(self, ctx: Context) -> str | None:
-        return None if ctx.redis_url else "no redis-server"
-
     def prepare(self, ctx: Context, out: Path) -> None:
         client = redis.Redis.from_url(ctx.redis_url)
         client.flushdb()  # our own private redis-server, started by the benchmark
@@ -201,11 +202,11 @@ class OurNode(Config):
 
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         cmds, envs = [], []
-        settings = {**NODE_SETTINGS, **self.settings, **ctx.node_settings}
+        crawl = [sys.executable, "-m", *node_crawl_args({**self.settings, **ctx.node_settings})]
         for i in range(self.processes):
             env = crawl_env(ctx.redis_url, ctx.server.base_url, out / "store", f"bench-{chr(97 + i)}")
             env["HOTEL_LISTING_URL"] = f"{ctx.server.base_url}/listings/{{hotel_id}}.json"
-            cmds.append([sys.executable, "-m", "scrapy", "crawl", "hotels", *_settings_args(settings)])
+            cmds.append(crawl)
             envs.append(env)
         return cmds, envs
 
@@ -218,10 +219,7 @@ class OurNode(Config):
         manifests = client.hlen(keys.manifests)
         failed = client.hlen(keys.failed)
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.stats).items()}
-        statuses = {}
-        for _, raw in client.hscan_iter(keys.manifests, count=1000):
-            status = json.loads(raw)["status"]
-            statuses[status] = statuses.get(status, 0) + 1
+        statuses = summarise(client, keys).hotels_by_status
         commands = {
             name: info.get("calls", 0) for name, info in client.info("commandstats").items()
         }
@@ -334,14 +332,14 @@ class Img2dataset(Config):
     def available(self, ctx: Context) -> str | None:
         if self.binary.exists():
             return None
-        return f"img2dataset not installed in {self.venv} (run with --install-img2dataset)"
+        return f"img2dataset not installed in {self.venv} (the benchmark installs it unless --no-install is given)"
 
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         shard = max(1, -(-ctx.corpus.images // 8))  # 8 shards: both processes stay busy
         cmd = [
             str(self.binary), "--url_list", str(ctx.urls_file), "--input_format", "txt",
             "--output_folder", str(out / "store"), "--output_format", "files",
-            "--processes_count", "2", "--thread_count", "64", "--number_sample_per_shard", str(shard),
+            "--processes_count", str(self.processes), "--thread_count", "64", "--number_sample_per_shard", str(shard),
             "--resize_mode", "no", "--encode_format", "jpg", "--disable_all_reencoding", "True",
             "--extract_exif", "False", "--timeout", "30", "--retries", "0", "--enable_wandb", "False",
         ]
@@ -427,9 +425,7 @@ def measure_idle_node(ctx: Context, runs: int = 3) -> tuple[float, float]:
             raise RuntimeError(f"empty-queue node run failed: see {out / 'process0.log'}")
         walls.append(m.wall)
         cpus.append(m.cpu)
-    walls.sort()
-    cpus.sort()
-    return walls[len(walls) // 2], cpus[len(cpus) // 2]
+    return median(walls), median(cpus)
 
 
 def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.0) -> RunResult:
@@ -443,8 +439,7 @@ def run_once(ctx: Context, config: Config, round_no: int, timeout: float = 1800.
     logs = [out / f"process{i}.log" for i in range(len(cmds))]
     server_before = ctx.server.cpu_seconds()
     m: Measurement = run_processes(
-        cmds, env=[e if e is not None else dict(os.environ) for e in envs], cwd=config.cwd(out), logs=logs,
-        timeout=timeout,
+        cmds, env=envs, cwd=config.cwd(out), logs=logs, timeout=timeout,
     )
     server_cpu = ctx.server.cpu_seconds() - server_before
     count, size, first, last = config.count(ctx, out)

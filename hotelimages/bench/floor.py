@@ -19,14 +19,13 @@ from pathlib import Path
 
 import aiohttp
 
+from hotelimages.storage import write_atomic
+
 
 def _store(folder: str, name: str, body: bytes) -> str:
-    digest = hashlib.sha1(body).hexdigest()
-    tmp = os.path.join(folder, f".{name}.part")
-    with open(tmp, "wb") as f:
-        f.write(body)
-    os.replace(tmp, os.path.join(folder, name))
-    return digest
+    """What the node's writer threads do: the atomic write, then the sha1."""
+    write_atomic(os.path.join(folder, name), body)
+    return hashlib.sha1(body).hexdigest()
 
 
 async def download_all(urls: list[str], out: Path, per_host: int, threads: int) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args, delete_outputs, settle_after_cleanup
+from hotelimages.bench.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
 from hotelimages.bench.measure import run_processes
 from hotelimages.bench.report import MIB, rss_at_progress
 from hotelimages.bench.server import StaticServer
@@ -70,9 +70,9 @@ def run_memory_check(args: argparse.Namespace) -> int:
             print(f"  {now:7.0f}s  {done:>7}/{total} images  RSS {rss / MIB:6.1f} MiB", flush=True)
 
         env = crawl_env(local_redis.url, server.base_url, run_dir / "store", "bench-memory")
-        settings = {**NODE_SETTINGS, "LOG_LEVEL": "WARNING", **dict(s.split("=", 1) for s in args.node_set)}
+        settings = {"LOG_LEVEL": "WARNING", **dict(s.split("=", 1) for s in args.node_set)}
         m = run_processes(
-            [[sys.executable, "-m", "scrapy", "crawl", "hotels", *_settings_args(settings)]],
+            [[sys.executable, "-m", *node_crawl_args(settings)]],
             env=env, cwd=ROOT, logs=[run_dir / "process0.log"], interval=0.5, on_sample=on_sample,
             timeout=6 * 3600,
         )

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotelimages.bench.configs import ROOT, Context, OurNode, delete_outputs
+from hotelimages.bench.configs import ROOT, Context, OurNode, delete_outputs, node_crawl_args
 from hotelimages.bench.measure import files_under, run_processes
 
 #: (layer, package folder) in the order they are tried; py-spy names files relative to sys.path.
@@ -64,13 +64,17 @@ def frame_layer(frame: str) -> str | None:
     return None
 
 
+#: Path prefixes cut from py-spy's file names: packages, this checkout, the standard library.
+_PATH_CUTS = ("site-packages/", f"{ROOT}/", f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/")
+
+
 def short_frame(frame: str) -> str:
     """``func (path/to/site-packages/pkg/mod.py)`` shortened to ``pkg/mod.py:func``."""
     m = _FRAME.match(frame)
     if not m:
         return frame
     path = m["file"]
-    for cut in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for cut in _PATH_CUTS:
         if cut in path:
             path = path.split(cut, 1)[1]
             break
@@ -196,8 +200,8 @@ def run_profile(args: argparse.Namespace) -> int:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         node.prepare(ctx, out)
-        cmds, envs = node.commands(ctx, out)
-        crawl = cmds[0][cmds[0].index("-m") + 1 :]  # scrapy crawl hotels -s ...
+        _cmds, envs = node.commands(ctx, out)
+        crawl = node_crawl_args(ctx.node_settings)
         if tool == "py-spy":
             result = out / "py-spy.txt"
             cmd = [py_spy, "record", "--format", "raw", "--rate", "250", "--nolineno", "-o", str(result),

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import NODE_SETTINGS, ROOT, _settings_args, delete_outputs, settle_after_cleanup
+from hotelimages.bench.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
 from hotelimages.bench.measure import run_processes
 from hotelimages.bench.memory import tiny_records
 from hotelimages.bench.server import StaticServer
@@ -80,8 +80,7 @@ def run_redis_figures(args: argparse.Namespace) -> int:
             client.config_resetstat()
             env = crawl_env(local_redis.url, server.base_url, run_dir / "store", "bench-redis")
             m = run_processes(
-                [[sys.executable, "-m", "scrapy", "crawl", "hotels", *_settings_args({**NODE_SETTINGS,
-                                                                                     "LOG_LEVEL": "WARNING"})]],
+                [[sys.executable, "-m", *node_crawl_args({"LOG_LEVEL": "WARNING"})]],
                 env=env, cwd=ROOT, logs=[run_dir / "process0.log"],
             )
             calls = commandstats(client)

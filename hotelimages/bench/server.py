@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from hotelimages.demo.run import ROOT
 from hotelimages.localredis import free_port, stop_process
 
 NGINX_CONF = """\
@@ -110,7 +111,7 @@ class StaticServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hotelimages.bench.staticserver", "--root", str(self.root)],
             stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on " not in line:

@@ -35,6 +35,7 @@ from scrapy.utils.asyncio import is_asyncio_available
 from twisted.internet import error as twisted_error
 from twisted.python.failure import Failure
 
+from hotelimages.claims import giving_back
 from hotelimages.config import HotelsConfig
 from hotelimages.fetcher import FetchPolicy, ImageFetcher
 from hotelimages.fingerprint import IMAGE_META_KEY
@@ -42,7 +43,7 @@ from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
 from hotelimages.listing import refused_redirect, url_refusal
 from hotelimages.sharding import hotel_dir, image_relpath
-from hotelimages.storage import STORE_FULL_ERRNOS, remove_temp_files, write_atomic
+from hotelimages.storage import remove_temp_files, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +167,7 @@ class ShardedImagesPipeline(ImagesPipeline):
                     self._executor, self._write_and_hash, path, body
                 )
         except OSError as exc:
-            if exc.errno in STORE_FULL_ERRNOS:
-                self.crawler.spider.stop_for_store(exc)
+            self.crawler.spider.stop_for_store(exc)
             return self._failed(request, "write_error", str(exc))
         return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded",
                             digest)
@@ -266,8 +266,7 @@ class ShardedImagesPipeline(ImagesPipeline):
         return hashlib.sha1(body).hexdigest()
 
     def _stopping(self) -> bool:
-        leases = getattr(self.crawler.spider, "leases", None)
-        return bool(leases and leases.abandoned)
+        return giving_back(self.crawler.spider)
 
     def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str,
                 digest: str | None = None) -> dict:

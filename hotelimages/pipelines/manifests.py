@@ -23,7 +23,7 @@ from hotelimages import manifest as mf
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.sharding import hotel_dir, resolve_in_store
-from hotelimages.storage import STORE_FULL_ERRNOS, write_atomic
+from hotelimages.storage import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ class ManifestPipeline:
             # Not the hotel's fault: keep the claim (it is requeued when its lease expires).
             logger.error("Cannot write the manifest of hotel %s (%s): left for a retry", item.hotel_id, exc)
             leases.in_flight.discard(item.entry)
-            if exc.errno in STORE_FULL_ERRNOS:
-                self.crawler.spider.stop_for_store(exc)
+            self.crawler.spider.stop_for_store(exc)
             return item
         recorded = await self._commit(
             item, leases, manifest["status"], manifest_json=text,
@@ -118,7 +117,7 @@ class ManifestPipeline:
         delay = 0.5
         while True:
             try:
-                recorded = await leases.record(item.entry, item.hotel_id[:200], **record)
+                recorded = await leases.record(item.entry, item.hotel_id[:200], status=status, **record)
                 break
             except REDIS_RETRY_ERRORS as exc:
                 if leases.abandoned:

@@ -41,6 +41,7 @@ from hotelimages.listing import (
 from hotelimages.pipelines.images import failure_reason
 from hotelimages.redisconn import async_client, redact_url
 from hotelimages.sharding import InvalidId
+from hotelimages.storage import STORE_FULL_ERRNOS
 
 logger = logging.getLogger(__name__)
 
@@ -300,8 +301,11 @@ class HotelsSpider(scrapy.Spider):
         reactor.callFromThread(self._begin_drain, signum)
 
     def stop_for_store(self, exc: OSError) -> None:
-        """The store is full or read-only: stop claiming and give every hotel in flight back."""
-        if self.leases.abandoned:
+        """If ``exc`` says the store is full or read-only: stop claiming and give every hotel in flight back.
+
+        Other write errors concern one file, and the caller records them as such.
+        """
+        if exc.errno not in STORE_FULL_ERRNOS or self.leases.abandoned:
             return
         logger.error("The store %s cannot be written (%s): stopping; unfinished hotels go back to the queue",
                      self.crawler.settings.get("IMAGES_STORE"), exc)
