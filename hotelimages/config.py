@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from scrapy.settings import SETTINGS_PRIORITIES
+
 from hotelimages import defaults
 from hotelimages.keys import Keys
 
@@ -23,6 +25,43 @@ IMAGE_FETCHERS = ("direct", "scrapy")
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
     """The settings that the environment sets, for ``settings.py``."""
     return {name: environ[name] for name in ENV_SETTINGS if environ.get(name)}
+
+
+#: Scrapy components that hotelimages switches off and that are costly to import even when off
+#: (RemoteControl's module loads aiohttp's web server: 0.25 s of CPU at every start; cookies load
+#: tldextract: 0.05 s): (switch, component setting, component, Scrapy's order for it).
+#: settings.py leaves them out of Scrapy's base lists (``without_switched``);
+#: ``restore_switched_on`` puts one back when its switch is turned on.
+SWITCHED_COMPONENTS = (
+    ("REMOTE_CONTROL_ENABLED", "EXTENSIONS", "scrapy.extensions.remote_control.RemoteControl", 0),
+    ("COOKIES_ENABLED", "DOWNLOADER_MIDDLEWARES", "scrapy.downloadermiddlewares.cookies.CookiesMiddleware", 700),
+)
+
+
+def without_switched(base: dict[str, int]) -> dict[str, int]:
+    """One of Scrapy's ``*_BASE`` component lists without the SWITCHED_COMPONENTS."""
+    left_out = {path for _, _, path, _ in SWITCHED_COMPONENTS}
+    return {path: order for path, order in base.items() if path not in left_out}
+
+
+def restore_switched_on(settings: Any) -> list[str]:
+    """Enable each SWITCHED_COMPONENTS entry whose switch is on (for ``Spider.update_settings``).
+
+    Returns the components put back. One that someone configured explicitly (even to None), or
+    that is still in the setting's base list, is left as it is.
+    """
+    restored = []
+    for switch, setting, path, order in SWITCHED_COMPONENTS:
+        if not settings.getbool(switch) or path in settings.getdict(setting + "_BASE"):
+            continue
+        components = settings.getdict(setting)
+        if path not in components:
+            components[path] = order
+            # At the spider's priority at least: the crawler process copies its own (project)
+            # settings over the crawler's after update_settings.
+            settings.set(setting, components, max(settings.getpriority(setting) or 0, SETTINGS_PRIORITIES["spider"]))
+            restored.append(path)
+    return restored
 
 
 def _get(settings: Any, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Direct image fetcher: image downloads on a lean aiohttp client, beside Scrapy's downloader.
+"""Direct image fetcher: image downloads on a lean HTTP client, beside Scrapy's downloader.
 
 Scrapy's download stack costs about 5 ms of CPU per response on the benchmark's 2-core
 machine (docs/PERFORMANCE.md): the Twisted HTTP client, Deferred and asyncio task hops,
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +41,6 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunparse
 from urllib.request import _parse_proxy, getproxies, proxy_bypass
 
-import aiohttp
 from scrapy import Request
 from scrapy.exceptions import (
     CannotResolveHostError,
@@ -55,7 +55,8 @@ from scrapy.http import Headers, Response
 from scrapy.utils._compression import _DecompressionMaxSizeExceeded, _inflate
 from scrapy.utils.gz import gunzip
 from w3lib.url import safe_url_string
-from yarl import URL
+
+from hotelimages.httpclient import BodyCutShort, ConnectionPool, HTTPError, TooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -152,28 +153,28 @@ def decode_body(body: bytes, content_encoding: str, maxsize: int) -> bytes:
 
 
 def proxy_url(url: str, scheme: str) -> str:
-    """A proxy variable's value as a URL aiohttp takes, filled in like Scrapy's HttpProxyMiddleware.
+    """A proxy variable's value as a full URL, filled in like Scrapy's HttpProxyMiddleware.
 
     ``proxy.example:3128`` becomes ``http://proxy.example:3128`` (for an ``http_proxy``);
     credentials in the value are kept.
     """
     proxy_type, user, password, hostport = _parse_proxy(url)
-    if user:  # kept as written (percent-escapes included); aiohttp reads them from the URL
+    if user:  # kept as written (percent-escapes included); the client reads them from the URL
         hostport = f"{user}:{password}@{hostport}" if password is not None else f"{user}@{hostport}"
     return urlunparse((proxy_type or scheme, hostport, "", "", "", ""))
 
 
 def scrapy_exception(exc: BaseException, url: str, timeout: float) -> Exception:
-    """The exception Scrapy's downloader raises for what aiohttp raised."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    """The exception Scrapy's downloader raises for what the HTTP client raised."""
+    if isinstance(exc, TimeoutError):
         return DownloadTimeoutError(f"Getting {url} took longer than {timeout} seconds.")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, socket.gaierror):
         return CannotResolveHostError(f"DNS lookup failed for {url}: {exc}")
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError):
+    if isinstance(exc, ConnectionRefusedError):
         return DownloadConnectionRefusedError(f"Connection refused for {url}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, BodyCutShort):
         return ResponseDataLossError(f"Response body of {url} was cut short: {exc}")
-    if isinstance(exc, aiohttp.ClientError | OSError):
+    if isinstance(exc, HTTPError | OSError):
         return DownloadFailedError(f"Download of {url} failed: {type(exc).__name__}: {exc}")
     return exc if isinstance(exc, Exception) else DownloadFailedError(str(exc))
 
@@ -192,7 +193,7 @@ class _HostSlot:
 
 
 class ImageFetcher:
-    """Fetches image requests as Scrapy Responses over a shared aiohttp session.
+    """Fetches image requests as Scrapy Responses over a shared pool of kept-alive connections.
 
     ``stopping`` is asked before each download starts: once the node gives its hotels back,
     queued downloads are dropped (IgnoreRequest) instead of fetched. Its counters
@@ -204,13 +205,13 @@ class ImageFetcher:
         self.policy = policy
         self.stats = stats
         self.stopping = stopping
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
         self._total: asyncio.Semaphore | None = None
         self._hosts: dict[str, _HostSlot] = {}
         self._closed = False
         self.counts: Counter[str] = Counter()
-        # Read once: aiohttp's trust_env would parse the environment and ~/.netrc on every request
-        # (measured: 16% of a node's CPU).
+        # Read once: parsing the environment per request cost 16% of a node's CPU (measured with
+        # aiohttp's trust_env, which also read ~/.netrc each time).
         self._env_proxies = {}
         if policy.use_proxies:
             for scheme, value in getproxies().items():
@@ -221,19 +222,14 @@ class ImageFetcher:
                         logger.warning("Ignoring the %s_proxy variable: cannot parse it", scheme)
         self._proxy_cache: dict[tuple[str, str], str | None] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> ConnectionPool:
         if self._closed:
             raise IgnoreRequest("image fetcher closed")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.policy.total, limit_per_host=0, ssl=False, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=dict(self.policy.headers),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+        if self._pool is None:
+            self._pool = ConnectionPool()
             self._total = asyncio.Semaphore(self.policy.total)
-        return self._session
+            self._headers = {name.lower(): (name, value) for name, value in self.policy.headers}
+        return self._pool
 
     def proxy_for(self, scheme: str, host: str) -> str | None:
         """The proxy from ``http_proxy``/``https_proxy`` for this host name unless ``no_proxy`` names it."""
@@ -250,24 +246,24 @@ class ImageFetcher:
         for key, value in self.counts.items():
             self.stats.inc_value(f"hotelimages/fetch/{key}", value)
         self.counts.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def fetch(self, request: Request) -> Response:
         """The final response for ``request`` after redirects and retries; raises like Scrapy's downloader."""
-        session = self._open()
+        pool = self._open()
         meta = request.meta
         timeout = float(meta.get("download_timeout") or self.policy.timeout)
         retries_left = 0 if meta.get("dont_retry") else int(meta.get("max_retry_times", self.policy.retry_times))
         follow = self.policy.follow_redirects and not meta.get("dont_redirect")
         redirects_left = self.policy.redirect_max_times
-        headers = {k.decode("latin-1"): v[-1].decode("latin-1") for k, v in request.headers.items() if v} or None
+        headers = self._request_headers(request)
         url = request.url
         redirect_urls: list[str] = []
         while True:
             try:
-                response = await self._attempt(session, request, url, headers, timeout)
+                response = await self._attempt(pool, request, url, headers, timeout)
             except RETRY_EXCEPTIONS as exc:
                 self.counts[f"errors/{type(exc).__name__}"] += 1
                 if retries_left <= 0:
@@ -296,8 +292,19 @@ class ImageFetcher:
                 continue
             return response
 
-    async def _attempt(self, session: aiohttp.ClientSession, request: Request, url: str,
-                       headers: dict[str, str] | None, timeout: float) -> Response:
+    def _request_headers(self, request: Request) -> dict[str, str]:
+        """The policy's headers with the request's own on top (names compared without case)."""
+        if not request.headers:
+            return dict(self._headers.values())
+        merged = dict(self._headers)
+        for name, values in request.headers.items():
+            if values:
+                text = name.decode("latin-1")
+                merged[text.lower()] = (text, values[-1].decode("latin-1"))
+        return dict(merged.values())
+
+    async def _attempt(self, pool: ConnectionPool, request: Request, url: str,
+                       headers: dict[str, str], timeout: float) -> Response:
         if self._closed:
             raise IgnoreRequest("image fetcher closed")
         scheme = url.partition(":")[0].lower()
@@ -314,44 +321,28 @@ class ImageFetcher:
                     raise IgnoreRequest("node stopping: hotel given back")
                 self.counts["requests"] += 1
                 try:
-                    return await self._get(session, request, url, headers, timeout, self.proxy_for(scheme, host))
+                    return await self._get(pool, request, url, headers, timeout, self.proxy_for(scheme, host))
                 except (IgnoreRequest, UnsupportedURLSchemeError):
                     raise
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                except (TimeoutError, HTTPError, OSError) as exc:
                     raise scrapy_exception(exc, url, timeout) from exc
         finally:
             slot.users -= 1
             if slot.users == 0:
                 del self._hosts[host]
 
-    async def _get(self, session: aiohttp.ClientSession, request: Request, url: str,
-                   headers: dict[str, str] | None, timeout: float, proxy: str | None) -> Response:
+    async def _get(self, pool: ConnectionPool, request: Request, url: str,
+                   headers: dict[str, str], timeout: float, proxy: str | None) -> Response:
         maxsize = self.policy.maxsize
-        async with session.get(
-            URL(url, encoded=True), headers=headers, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout), proxy=proxy,
-        ) as resp:
-            expected = resp.content_length
-            if maxsize and expected is not None and expected > maxsize:
-                raise IgnoreRequest(
-                    f"Cancelled download of {url[:200]}: expected size {expected} is larger than "
-                    f"DOWNLOAD_MAXSIZE ({maxsize} bytes)"
-                )
-            if expected is not None or not maxsize:
-                body = await resp.read()
-            else:  # no Content-Length: read with a cap
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > maxsize:
-                        raise IgnoreRequest(
-                            f"Cancelled download of {url[:200]}: larger than DOWNLOAD_MAXSIZE ({maxsize} bytes)"
-                        )
-                    chunks.append(chunk)
-                body = b"".join(chunks)
-            raw_headers = resp.raw_headers
-            status = resp.status
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await pool.get(url, headers, proxy=proxy, maxsize=maxsize)
+        except TooLarge as exc:
+            size = f"expected size {exc.expected} is " if exc.expected is not None else ""
+            raise IgnoreRequest(
+                f"Cancelled download of {url[:200]}: {size}larger than DOWNLOAD_MAXSIZE ({maxsize} bytes)"
+            ) from None
+        status, raw_headers, body = answer.status, answer.headers, answer.body
         self.counts[f"status/{status}"] += 1
         header_lists: dict[bytes, list[bytes]] = {}
         for name, value in raw_headers:

@@ -8,7 +8,9 @@ overrides both.
 
 import os
 
-from hotelimages.config import env_overrides
+from scrapy.settings import default_settings as _scrapy_defaults
+
+from hotelimages.config import env_overrides, without_switched
 
 BOT_NAME = "hotelimages"
 SPIDER_MODULES = ["hotelimages.spiders"]
@@ -29,6 +31,12 @@ ITEM_PIPELINES = {
 # Image CDNs redirect; RedirectMiddleware only follows http/https targets.
 MEDIA_ALLOW_REDIRECTS = True
 IMAGES_EXPIRES = 90
+
+# RemoteControl and CookiesMiddleware are off (above) and cost 0.3 s of CPU at every start just to
+# be imported, which a None in EXTENSIONS would still do: they are left out of Scrapy's base lists,
+# and REMOTE_CONTROL_ENABLED=True or COOKIES_ENABLED=True brings them back (config.SWITCHED_COMPONENTS).
+EXTENSIONS_BASE = without_switched(_scrapy_defaults.EXTENSIONS_BASE)
+DOWNLOADER_MIDDLEWARES_BASE = without_switched(_scrapy_defaults.DOWNLOADER_MIDDLEWARES_BASE)
 
 # Our progress line and fleet heartbeat replace Scrapy's page/item counts.
 EXTENSIONS = {

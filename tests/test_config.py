@@ -236,3 +236,43 @@ def test_settings_py_without_the_environment_keeps_its_values():
         "IMAGES_STORE": "images",
         "BOT_NAME": "hotelimages",
     }
+
+
+def project_settings() -> Settings:
+    settings = Settings()
+    settings.setmodule("hotelimages.settings", priority="project")
+    return settings
+
+
+def test_switched_off_components_are_left_out_and_come_back_when_switched_on():
+    """RemoteControl and CookiesMiddleware cost 0.3 s at start just to import: out unless switched on."""
+    from scrapy.settings import default_settings
+
+    from hotelimages.config import SWITCHED_COMPONENTS
+    from hotelimages.spiders.hotels import HotelsSpider
+
+    off = project_settings()
+    HotelsSpider.update_settings(off)
+    for _, setting, path, _ in SWITCHED_COMPONENTS:
+        assert path in getattr(default_settings, setting + "_BASE")  # still Scrapy's names
+        assert dict(off.getwithbase(setting)).get(path) is None  # absent: not even imported
+    # Everything else in Scrapy's base lists is kept.
+    assert set(default_settings.EXTENSIONS_BASE) - set(off.getdict("EXTENSIONS_BASE")) == {
+        "scrapy.extensions.remote_control.RemoteControl"}
+    assert set(default_settings.DOWNLOADER_MIDDLEWARES_BASE) - set(off.getdict("DOWNLOADER_MIDDLEWARES_BASE")) == {
+        "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"}
+
+    process = project_settings()
+    process.set("REMOTE_CONTROL_ENABLED", "True", priority="cmdline")
+    process.set("COOKIES_ENABLED", "True", priority="cmdline")
+    on = process.copy()
+    HotelsSpider.update_settings(on)
+    on.update(process)  # what the crawler process does to a crawler's settings after update_settings
+    assert on.getwithbase("EXTENSIONS")["scrapy.extensions.remote_control.RemoteControl"] == 0
+    assert on.getwithbase("DOWNLOADER_MIDDLEWARES")["scrapy.downloadermiddlewares.cookies.CookiesMiddleware"] == 700
+
+    # Configured explicitly (here: off, from the command line) is left as it is.
+    explicit = process.copy()
+    explicit.set("EXTENSIONS", {"scrapy.extensions.remote_control.RemoteControl": None}, priority="cmdline")
+    HotelsSpider.update_settings(explicit)
+    assert dict(explicit.getwithbase("EXTENSIONS"))["scrapy.extensions.remote_control.RemoteControl"] is None

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import redis
+from scrapy.settings import default_settings as scrapy_defaults
 
 from hotelimages.bench import corpus as cp
 from hotelimages.bench.measure import Measurement, files_under, run_processes
@@ -374,6 +375,9 @@ BEFORE_SETTINGS = {
     "HOTELS_WRITE_THREADS": "0",
     "CONCURRENT_ITEMS": "16",
     "DOWNLOADER_MIDDLEWARES": "{}",
+    # Scrapy's own base lists: every component imported at start, as before.
+    "EXTENSIONS_BASE": json.dumps(scrapy_defaults.EXTENSIONS_BASE),
+    "DOWNLOADER_MIDDLEWARES_BASE": json.dumps(scrapy_defaults.DOWNLOADER_MIDDLEWARES_BASE),
 }
 
 
