@@ -234,19 +234,21 @@ class _Connection(asyncio.Protocol):
             self._take(data)
             return
         if state == "head":
-            buffer = self._buffer
-            buffer += data
-            end = buffer.find(b"\r\n\r\n")
-            if end > MAX_HEAD_BYTES or (end < 0 and len(buffer) > MAX_HEAD_BYTES):
+            if self._buffer:  # the head came in pieces: join them (rare)
+                self._buffer += data
+                data = bytes(self._buffer)
+                self._buffer = bytearray()
+            end = data.find(b"\r\n\r\n")
+            if end > MAX_HEAD_BYTES or (end < 0 and len(data) > MAX_HEAD_BYTES):
                 raise HTTPError(f"response head larger than {MAX_HEAD_BYTES} bytes")
             if end < 0:
+                self._buffer += data
                 return
-            status, version, headers = parse_head(bytes(buffer[:end]))
-            rest = bytes(buffer[end + 4:])
-            self._buffer = bytearray()
+            status, version, headers = parse_head(data[:end])
+            rest = memoryview(data)[end + 4:]  # no copy: the body's first bytes usually come with the head
             if 100 <= status < 200 and status != 101:
                 if rest:
-                    self._feed(rest)
+                    self._feed(bytes(rest))
                 return
             self._status, self._headers = status, headers
             if self._head_only:
@@ -338,7 +340,8 @@ class _Connection(asyncio.Protocol):
     def _finish(self) -> None:
         self._state = "done"
         self.last_used = time.monotonic()
-        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
         self._chunks = []
         if self._answer is not None and not self._answer.done():
             self._answer.set_result(RawResponse(self._status, self._headers, body))

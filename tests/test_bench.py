@@ -174,5 +174,5 @@ def test_profile_stages_take_the_first_matching_stage_and_skip_idle_threads():
     ]
     stages, total = parse_stages(lines)
     assert total == 16  # the idle worker is not CPU
-    assert stages == {"start-up (imports)": 5, "image download (fetcher, aiohttp)": 7,
+    assert stages == {"start-up (imports)": 5, "image download (fetcher, HTTP client)": 7,
                       "event loop (callbacks, sockets, timers)": 3, "other": 1}

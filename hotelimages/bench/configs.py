@@ -286,11 +286,13 @@ class Curl(Config):
         return [["curl", "-Z", "--parallel-max", "64", "-s", "-S", "-f", "-K", str(out / "curl.conf")]], [None]
 
 
-class AiohttpFloor(Config):
-    """aiohttp alone (``hotelimages.bench.floor``): the floor of the HTTP client our node uses."""
+class ClientFloor(Config):
+    """An HTTP client alone (``hotelimages.bench.floor``): ours is the floor of our node."""
 
-    name = "aiohttp"
-    label = "aiohttp alone: GET, sha1, write in 4 threads (our client's floor)"
+    def __init__(self, client: str, name: str, label: str):
+        self.client = client
+        self.name = name
+        self.label = label
 
     def prepare(self, ctx: Context, out: Path) -> None:
         (out / "store").mkdir(parents=True, exist_ok=True)
@@ -298,7 +300,7 @@ class AiohttpFloor(Config):
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         # 32 at a time: the node's CONCURRENT_REQUESTS_PER_DOMAIN (hotelimages/settings.py).
         return [[sys.executable, "-m", "hotelimages.bench.floor", "--urls", str(ctx.urls_file),
-                 "--out", str(out / "store"), "--per-host", "32"]], [
+                 "--out", str(out / "store"), "--per-host", "32", "--client", self.client]], [
             dict(os.environ, PYTHONPATH=str(ROOT))]
 
 
@@ -405,7 +407,8 @@ def all_configs(workdir: Path) -> list[Config]:
         ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
         ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
         ScrapySpiderConfig("raw", "raw Scrapy spider writing response.body", "raw_body.py", None),
-        AiohttpFloor(),
+        ClientFloor("ours", "client", "our HTTP client alone: GET, sha1, write in 4 threads (the node's floor)"),
+        ClientFloor("aiohttp", "aiohttp", "aiohttp alone: GET, sha1, write in 4 threads"),
         Curl(),
         Aria2(),
         Img2dataset(workdir / "img2dataset-venv"),
