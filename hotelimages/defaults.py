@@ -58,8 +58,9 @@ HOTELS_MAX_IMAGE_PIXELS = 89_478_485
 HOTELS_IMAGE_HOSTS: list = []
 #: Threads that write and hash image files off the reactor; 0 writes on the reactor thread.
 HOTELS_WRITE_THREADS = 4
-#: How images are downloaded: "direct" (a lean aiohttp client with its own per-host connection
-#: pool; retries, redirects, timeouts and size limits follow Scrapy's settings) or "scrapy"
+#: How images are downloaded: "direct" (hotelimages.httpclient, a lean HTTP/1.1 client with its
+#: own kept-alive connections; concurrency, retries, redirects, timeouts and size limits follow
+#: Scrapy's settings) or "scrapy"
 #: (Scrapy's downloader and its middlewares; slower; used anyway with DOWNLOAD_DELAY or AutoThrottle;
 #: needed for downloader middlewares of your own to see image requests).
 HOTELS_IMAGE_FETCHER = "direct"

@@ -31,7 +31,9 @@ Errors come back as the exceptions Scrapy's downloader would raise (``DownloadTi
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import socket
 import zlib
 from collections import Counter
@@ -170,13 +172,22 @@ def scrapy_exception(exc: BaseException, url: str, timeout: float) -> Exception:
         return DownloadTimeoutError(f"Getting {url} took longer than {timeout} seconds.")
     if isinstance(exc, socket.gaierror):
         return CannotResolveHostError(f"DNS lookup failed for {url}: {exc}")
-    if isinstance(exc, ConnectionRefusedError):
+    if isinstance(exc, ConnectionRefusedError) or _all_refused(exc):
         return DownloadConnectionRefusedError(f"Connection refused for {url}")
     if isinstance(exc, BodyCutShort):
         return ResponseDataLossError(f"Response body of {url} was cut short: {exc}")
     if isinstance(exc, HTTPError | OSError):
         return DownloadFailedError(f"Download of {url} failed: {type(exc).__name__}: {exc}")
     return exc if isinstance(exc, Exception) else DownloadFailedError(str(exc))
+
+
+def _all_refused(exc: BaseException) -> bool:
+    """Python 3.11's ``create_connection`` reports a host whose every address refused as one
+    plain OSError("Multiple exceptions: [Errno 111] ..., [Errno 111] ...")."""
+    if type(exc) is not OSError or exc.errno is not None:
+        return False
+    codes = re.findall(r"\[Errno (\d+)\]", str(exc))
+    return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
 
 
 # The fetcher -------------------------------------------------------------------------------

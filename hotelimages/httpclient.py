@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ from urllib.parse import unquote, urlsplit
 
 #: A response head larger than this is refused (aiohttp's and Scrapy's limits are similar).
 MAX_HEAD_BYTES = 64 * 1024
+#: Seconds before the next address of a host is tried while the first is still connecting
+#: (RFC 8305; aiohttp's value): a host whose first address is unreachable still gets through.
+HAPPY_EYEBALLS_DELAY = 0.25
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+#: A chunk size line's size: hexadecimal digits only (Python's int() would also take "0x5", "+5", "0_5").
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 #: An idle kept-alive connection older than this is closed instead of reused (servers close
 #: theirs after 5 to 75 s; reusing one the server just closed costs a retry).
 KEEPALIVE_SECONDS = 15.0
@@ -53,6 +60,10 @@ class TooLarge(HTTPError):
 
 class ClosedBeforeAnswer(HTTPError):
     """The connection ended before any byte of the answer arrived."""
+
+
+class ClosedInHead(HTTPError):
+    """The connection ended inside the response head (Scrapy reports no data loss for this)."""
 
 
 class ProxyError(HTTPError):
@@ -91,43 +102,69 @@ def split_url(url: str) -> tuple[Origin, str, str]:
     host = parts.hostname
     if not host:
         raise ValueError(f"no host in URL {url[:200]!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
+    default_port = 443 if scheme == "https" else 80
+    port = default_port if parts.port is None else parts.port
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
     if any(c in target for c in " \r\n\t\0"):
         raise ValueError(f"URL {url[:200]!r} has spaces or control characters")
     host_header = f"[{host}]" if ":" in host else host
-    if parts.port and parts.port != (443 if scheme == "https" else 80):
-        host_header = f"{host_header}:{parts.port}"
+    if port != default_port:
+        host_header = f"{host_header}:{port}"
     return Origin(scheme, host, port), target, host_header
 
 
 def build_request(method: str, target: str, host_header: str, headers: dict[str, str]) -> bytes:
-    """The bytes of a request head; header names and values with CR or LF are refused (ValueError)."""
+    """The bytes of a request head.
+
+    A header name with CR, LF or a colon is refused (ValueError); CR and LF in a value become
+    spaces, as Twisted (Scrapy's HTTP client) sends them.
+    """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
     for name, value in headers.items():
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
-            raise ValueError(f"invalid request header {name!r}")
+        if "\r" in name or "\n" in name or ":" in name or not name:
+            raise ValueError(f"invalid request header name {name[:100]!r}")
+        if "\r" in value or "\n" in value:
+            value = value.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
         if name.lower() != "host":
             lines.append(f"{name}: {value}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
 
 
+def head_end(data: bytes) -> tuple[int, int]:
+    """Where a response head ends in ``data``: (end of the head, start of the body), or (-1, -1).
+
+    The blank line may be CRLF CRLF or, from lenient servers, bare LF LF (as Scrapy accepts).
+    """
+    match = _HEAD_END.search(data)
+    return (match.start(), match.end()) if match else (-1, -1)
+
+
 def parse_head(head: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status code, HTTP version and header lines of a response head (without the blank line)."""
-    lines = head.split(b"\r\n")
-    status_line = lines[0].split(b" ", 2)
+    """Status code, HTTP version and header lines of a response head (without the blank line).
+
+    As lenient as Scrapy's client with header lines: bare LF line ends, lines without a colon
+    (skipped) and folded continuation lines (joined) are accepted. A bad status line is not.
+    """
+    lines = head.split(b"\n")
+    status_line = lines[0].rstrip(b"\r").split(b" ", 2)
     if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or len(status_line[1]) != 3 \
             or not status_line[1].isdigit():
         raise HTTPError(f"malformed status line {lines[0][:100]!r}")
-    headers = []
-    for line in lines[1:]:
+    headers: list[tuple[bytes, bytes]] = []
+    for raw in lines[1:]:
+        line = raw.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):  # obs-fold: continues the previous header's value
+            if headers:
+                name, value = headers[-1]
+                headers[-1] = (name, (value + b" " + line.strip()).strip())
+            continue
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or b" " in name:
-            raise HTTPError(f"malformed header line {line[:100]!r}")
-        headers.append((name, value.strip()))
+        name = name.strip()
+        if sep and name:
+            headers.append((name, value.strip()))
     return int(status_line[1]), status_line[0], headers
 
 
@@ -140,7 +177,7 @@ def body_framing(status: int, version: bytes, headers: list[tuple[bytes, bytes]]
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
+            if not value.isdigit() or len(value) > 18 or (length is not None and int(value) != length):
                 raise HTTPError(f"invalid Content-Length {value[:40]!r}")
             length = int(value)
         elif lower == b"transfer-encoding":
@@ -151,8 +188,8 @@ def body_framing(status: int, version: bytes, headers: list[tuple[bytes, bytes]]
     keep_alive = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
     if status in (204, 304):
         return "none", 0, keep_alive
-    if chunked:
-        return "chunked", 0, keep_alive
+    if chunked:  # a Content-Length beside it is ignored, and the connection not reused (RFC 9112 6.3)
+        return "chunked", 0, keep_alive and length is None
     if length is not None:
         return "length", length, keep_alive
     return "close", 0, False
@@ -170,13 +207,14 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self, maxsize: int, head_only: bool = False) -> None:
         self._maxsize = maxsize
-        self._head_only = head_only  # a CONNECT: the answer has no body
+        self._head_only = head_only  # a CONNECT: the answer has no body, and nothing may follow it
         self._state = "head"  # head, length, chunked, close, done
-        self._buffer = bytearray()  # head bytes, or chunked framing
-        self._chunks: list[bytes] = []
+        self._buffer = bytearray()  # a head that came in pieces, or chunked framing
+        self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._remaining = 0
         self._chunk_left = -1  # chunked: bytes left in the current chunk; -1 = reading a size line
+        self._trailer_bytes = 0
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._reusable = False
@@ -194,7 +232,7 @@ class _Connection(asyncio.Protocol):
             if not self._received:
                 error: Exception = ClosedBeforeAnswer("connection closed before the answer")
             elif self._state == "head":
-                error = BodyCutShort("connection closed inside the response head")
+                error = ClosedInHead("connection closed inside the response head")
             else:
                 error = BodyCutShort(f"connection closed after {self._size} bytes of the body")
             self._answer.set_exception(error)
@@ -206,10 +244,10 @@ class _Connection(asyncio.Protocol):
         self._received = True
         try:
             self._feed(data)
-        except HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a hostile answer triggers ends this answer
             self._abort()
             if not self._answer.done():
-                self._answer.set_exception(exc)
+                self._answer.set_exception(exc if isinstance(exc, HTTPError) else HTTPError(f"bad answer: {exc!r}"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost settles the answer
@@ -232,72 +270,84 @@ class _Connection(asyncio.Protocol):
         state = self._state
         if state == "length":
             self._take(data)
-            return
-        if state == "head":
+        elif state == "head":
+            self._feed_head(data)
+        elif state == "chunked":
+            self._feed_chunked(data)
+        elif state == "close":
+            self._keep(data)
+        else:  # after the end of the answer (a CONNECT's, say): nothing more was asked for
+            raise HTTPError("bytes after the end of the answer")
+
+    def _feed_head(self, data: bytes) -> None:
+        while True:  # once per answer: 1xx answers come before the real one
             if self._buffer:  # the head came in pieces: join them (rare)
                 self._buffer += data
                 data = bytes(self._buffer)
                 self._buffer = bytearray()
-            end = data.find(b"\r\n\r\n")
+            end, body_start = head_end(data)
             if end > MAX_HEAD_BYTES or (end < 0 and len(data) > MAX_HEAD_BYTES):
                 raise HTTPError(f"response head larger than {MAX_HEAD_BYTES} bytes")
             if end < 0:
                 self._buffer += data
                 return
             status, version, headers = parse_head(data[:end])
-            rest = memoryview(data)[end + 4:]  # no copy: the body's first bytes usually come with the head
-            if 100 <= status < 200 and status != 101:
-                if rest:
-                    self._feed(bytes(rest))
+            if not (100 <= status < 200 and status != 101):
+                break
+            data = data[body_start:]
+            if not data:
                 return
-            self._status, self._headers = status, headers
-            if self._head_only:
-                self._reusable = True
-                self._finish()
-                return
-            framing, length, self._reusable = body_framing(status, version, headers)
-            if framing == "length":
-                if self._maxsize and length > self._maxsize:
-                    raise TooLarge(f"expected size {length} is larger than {self._maxsize} bytes", length)
-                self._state, self._remaining = "length", length
-                if length == 0:
-                    self._finish()
-                elif rest:
-                    self._take(rest)
-            elif framing == "none":
-                self._finish()
-            elif framing == "chunked":
-                self._state = "chunked"
-                if rest:
-                    self._feed_chunked(rest)
-            else:
-                self._state = "close"
-                if rest:
-                    self._keep(rest)
+        rest = memoryview(data)[body_start:]  # no copy: the body's first bytes usually come with the head
+        self._status, self._headers = status, headers
+        if self._head_only:
+            if rest:
+                raise HTTPError("bytes after the proxy's answer to CONNECT")
+            self._reusable = True
+            self._finish()
             return
-        if state == "chunked":
-            self._feed_chunked(data)
-        elif state == "close":
-            self._keep(data)
+        framing, length, self._reusable = body_framing(status, version, headers)
+        if framing == "length":
+            if self._maxsize and length > self._maxsize:
+                raise TooLarge(f"expected size {length} is larger than {self._maxsize} bytes", length)
+            self._state, self._remaining = "length", length
+            if length == 0:
+                self._reusable = self._reusable and not rest
+                self._finish()
+            elif rest:
+                self._take(rest)
+        elif framing == "none":
+            self._reusable = self._reusable and not rest
+            self._finish()
+        elif framing == "chunked":
+            self._state = "chunked"
+            if rest:
+                self._feed_chunked(rest)
         else:
-            raise HTTPError("bytes after the end of the answer")
+            self._state = "close"
+            if rest:
+                self._keep(rest)
 
-    def _keep(self, data: bytes) -> None:
+    def _keep(self, data: bytes | memoryview) -> None:
         self._size += len(data)
         if self._maxsize and self._size > self._maxsize:
             raise TooLarge(f"larger than {self._maxsize} bytes")
         self._chunks.append(data)
 
-    def _take(self, data: bytes) -> None:
-        if len(data) > self._remaining:
-            raise HTTPError("more bytes than Content-Length announced")
+    def _take(self, data: bytes | memoryview) -> None:
+        if len(data) >= self._remaining:
+            if len(data) > self._remaining:  # bytes beyond the body (a stray CRLF, say): the
+                data = data[:self._remaining]  # answer is whole, the connection is not reused
+                self._reusable = False
+            self._chunks.append(data)
+            self._size += len(data)
+            self._remaining = 0
+            self._finish()
+            return
         self._chunks.append(data)
         self._size += len(data)
         self._remaining -= len(data)
-        if not self._remaining:
-            self._finish()
 
-    def _feed_chunked(self, data: bytes) -> None:
+    def _feed_chunked(self, data: bytes | memoryview) -> None:
         buffer = self._buffer
         buffer += data
         while True:
@@ -311,31 +361,32 @@ class _Connection(asyncio.Protocol):
                 if self._chunk_left:
                     return
                 self._chunk_left = -2  # expect the CRLF after the data
-            end = buffer.find(b"\r\n")
+            end = buffer.find(b"\n")
             if end < 0:
                 if len(buffer) > MAX_HEAD_BYTES:
-                    raise HTTPError("chunk size line too long")
+                    raise HTTPError("chunk size or trailer line too long")
                 return
-            line = bytes(buffer[:end])
-            del buffer[:end + 2]
+            line = bytes(buffer[:end]).rstrip(b"\r")
+            del buffer[:end + 1]
             if self._chunk_left == -2:
                 if line:
                     raise HTTPError("no CRLF after a chunk")
                 self._chunk_left = -1
             elif self._chunk_left == -1:
                 size_text = line.split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise HTTPError(f"invalid chunk size {size_text[:20]!r}") from None
-                if size < 0:
-                    raise HTTPError("negative chunk size")
+                if not _CHUNK_SIZE.fullmatch(size_text):
+                    raise HTTPError(f"invalid chunk size {size_text[:20]!r}")
+                size = int(size_text, 16)
                 self._chunk_left = size if size else -3  # -3: reading trailers
             elif not line:  # the blank line after the trailers
-                if buffer:
-                    raise HTTPError("bytes after the end of the answer")
+                if buffer:  # bytes beyond the answer: whole, but the connection is not reused
+                    self._reusable = False
                 self._finish()
                 return
+            else:
+                self._trailer_bytes += len(line)  # trailers are dropped, but not without end
+                if self._trailer_bytes > MAX_HEAD_BYTES:
+                    raise HTTPError(f"trailers larger than {MAX_HEAD_BYTES} bytes")
 
     def _finish(self) -> None:
         self._state = "done"
@@ -368,7 +419,7 @@ class ConnectionPool:
             origin = Origin(origin.scheme, origin.host, origin.port, proxy)
             proxy_auth = _proxy_authorization(proxy)
             if origin.scheme == "http":
-                target = url.split("#", 1)[0]  # absolute form, for the proxy
+                target = f"http://{host_header}{target}"  # absolute form, for the proxy, from checked parts
                 if proxy_auth:
                     headers = {**headers, "Proxy-Authorization": proxy_auth}
         request = build_request("GET", target, host_header, headers)
@@ -398,13 +449,19 @@ class ConnectionPool:
         if self._closed:
             raise HTTPError("connection pool closed")
         idle = self._idle.get(origin)
-        if idle and not fresh:
+        if idle is not None and not fresh:
             too_old = time.monotonic() - KEEPALIVE_SECONDS
-            while idle:
+            found = None
+            while idle and found is None:
                 connection = idle.pop()
                 if not connection.closed and connection.last_used >= too_old:
-                    return connection, True
-                connection._abort()
+                    found = connection
+                else:
+                    connection._abort()
+            if not idle:
+                del self._idle[origin]  # no entry kept for an origin without idle connections
+            if found is not None:
+                return found, True
         return await self._connect(origin, proxy_auth), False
 
     def _release(self, origin: Origin, connection: _Connection) -> None:
@@ -429,6 +486,7 @@ class ConnectionPool:
                 _Connection, origin.host, origin.port,
                 ssl=self._context() if origin.scheme == "https" else None,
                 server_hostname=origin.host if origin.scheme == "https" else None,
+                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1,
             )
             return connection
         proxy = urlsplit(origin.proxy)
@@ -437,6 +495,7 @@ class ConnectionPool:
             _Connection, proxy.hostname, proxy.port or (443 if proxy_tls else 80),
             ssl=self._context() if proxy_tls else None,
             server_hostname=proxy.hostname if proxy_tls else None,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1,
         )
         if origin.scheme == "http":
             return connection

@@ -339,3 +339,29 @@ def test_policy_follows_scrapy_settings():
     on = policy(RETRY_HTTP_CODES=[503], CONCURRENT_REQUESTS_PER_DOMAIN=3)
     assert on.retry_http_codes == frozenset({503}) and on.per_host == 3 and on.retry_times == 2
     assert dict(on.headers)["User-Agent"] == "hotelimages-test/1"
+
+
+def test_client_errors_map_to_scrapys_exceptions():
+    import socket
+
+    from scrapy.exceptions import CannotResolveHostError, DownloadFailedError
+
+    from hotelimages.fetcher import scrapy_exception
+    from hotelimages.httpclient import BodyCutShort, ClosedInHead
+
+    url = "http://h/a.jpg"
+    every_address_refused = OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 80, 0, 0), "
+                                    "[Errno 111] Connect call failed ('127.0.0.1', 80)")
+    mixed = OSError("Multiple exceptions: [Errno 111] Connect call failed, [Errno 101] Network is unreachable")
+    cases = {
+        TimeoutError(): DownloadTimeoutError,
+        socket.gaierror(-2, "Name or service not known"): CannotResolveHostError,
+        ConnectionRefusedError(111, "refused"): DownloadConnectionRefusedError,
+        every_address_refused: DownloadConnectionRefusedError,
+        mixed: DownloadFailedError,
+        BodyCutShort("cut"): ResponseDataLossError,
+        ClosedInHead("cut in head"): DownloadFailedError,  # as Scrapy: no data loss before the body
+        ConnectionResetError(104, "reset"): DownloadFailedError,
+    }
+    for error, expected in cases.items():
+        assert type(scrapy_exception(error, url, 5.0)) is expected, error

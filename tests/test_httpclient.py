@@ -18,6 +18,7 @@ from hotelimages.httpclient import (
     MAX_HEAD_BYTES,
     BodyCutShort,
     ClosedBeforeAnswer,
+    ClosedInHead,
     ConnectionPool,
     HTTPError,
     Origin,
@@ -25,6 +26,7 @@ from hotelimages.httpclient import (
     TooLarge,
     body_framing,
     build_request,
+    head_end,
     parse_head,
     split_url,
 )
@@ -49,6 +51,13 @@ ANSWERS = {
                            b"7530\r\n" + PAYLOAD + b"\r\n0\r\n\r\n"),
     "/two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
     "/silent": None,
+    "/cut-head": b"HTTP/1.1 200 OK\r\nContent-Le",
+    "/extra-crlf": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\r\n",
+    "/extra-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\r\n",
+    "/lenient-head": b"HTTP/1.1 200 OK\nNo colon here\nX-Folded: a\n  b\nContent-Length: 5\n\nhello",
+    "/hex-prefix": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+    "/long-length": b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+    "/continue-flood": b"HTTP/1.1 100 Continue\r\n\r\n" * 3000 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -78,6 +87,8 @@ class ScriptedServer:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 self.heads.append(head)
+                if head.startswith(b"CONNECT "):
+                    head = b"GET " + getattr(self, "connect_path", "/silent").encode() + b" HTTP/1.1\r\n\r\n"
                 target = head.split(b" ")[1].decode()
                 path = ("/" + target.split("/", 3)[-1] if target.startswith("http") else target).split("?")[0]
                 if path == "/once":
@@ -91,7 +102,7 @@ class ScriptedServer:
                 writer.write(answer)
                 await writer.drain()
                 served += 1
-                if path in ("/close", "/cut", "/cut-chunked"):
+                if path in ("/close", "/cut", "/cut-chunked", "/cut-head"):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -143,6 +154,9 @@ def test_informational_answers_are_skipped_and_204_has_no_body():
 @pytest.mark.parametrize(("path", "error"), [
     ("/cut", BodyCutShort),
     ("/cut-chunked", BodyCutShort),
+    ("/cut-head", ClosedInHead),
+    ("/hex-prefix", HTTPError),
+    ("/long-length", HTTPError),
     ("/bad-status", HTTPError),
     ("/bad-chunk", HTTPError),
     ("/huge-head", HTTPError),
@@ -158,6 +172,29 @@ def test_broken_answers_raise_and_the_connection_is_not_reused(path, error):
 
     ok, connections = run(go)
     assert ok.body == PAYLOAD and connections == 2
+
+
+def test_bytes_beyond_the_body_end_the_answer_and_the_connection():
+    """A stray CRLF after the body (some servers send one): the body is whole, the connection not reused."""
+    async def go(pool, base, server):
+        answers = [await pool.get(f"{base}{path}", {}) for path in ("/extra-crlf", "/extra-chunked", "/length")]
+        return answers, server.connections
+
+    answers, connections = run(go)
+    assert [a.body for a in answers] == [b"hello", b"hello", PAYLOAD]
+    assert connections == 3
+
+
+def test_lenient_heads_are_read_as_scrapy_reads_them():
+    """Bare LF line ends, a line without a colon (skipped), a folded header (joined); 1xx answers
+    in any number."""
+    async def go(pool, base, server):
+        return await pool.get(f"{base}/lenient-head", {}), await pool.get(f"{base}/continue-flood", {})
+
+    lenient, flood = run(go)
+    assert (lenient.status, lenient.body) == (200, b"hello")
+    assert lenient.headers == [(b"X-Folded", b"a b"), (b"Content-Length", b"5")]
+    assert (flood.status, flood.body) == (200, b"ok")
 
 
 def test_maxsize_from_content_length_before_the_body_and_while_reading():
@@ -185,13 +222,14 @@ def test_a_kept_alive_connection_the_server_dropped_is_retried_once_on_a_new_one
 
 def test_request_head_carries_host_and_headers():
     async def go(pool, base, server):
-        await pool.get(f"{base}/length?x=1&y=%20", {"User-Agent": "ua/1", "Host": "ignored"})
+        await pool.get(f"{base}/length?x=1&y=%20", {"User-Agent": "ua/1", "Host": "ignored", "X-Multi": "a\r\nb"})
         return server.heads[0], base
 
     head, base = run(go)
     lines = head.decode().split("\r\n")
     assert lines[0] == "GET /length?x=1&y=%20 HTTP/1.1"
     assert f"Host: {base.split('//')[1]}" in lines and "User-Agent: ua/1" in lines
+    assert "X-Multi: a b" in lines  # CR LF in a value become a space, as Twisted sends it
     assert sum(line.lower().startswith("host:") for line in lines) == 1
 
 
@@ -201,13 +239,13 @@ def test_request_head_carries_host_and_headers():
 def test_http_urls_go_to_an_http_proxy_in_absolute_form_with_credentials():
     async def go(pool, base, server):
         proxy = base.replace("http://", "http://user:p%40ss@")
-        answer = await pool.get("http://cdn.invalid:8080/length", {}, proxy=proxy)
+        answer = await pool.get("http://cdn.invalid:8080/length#frag", {}, proxy=proxy)
         return answer, server.heads[0]
 
     answer, head = run(go)
     assert answer.body == PAYLOAD
     lines = head.decode().split("\r\n")
-    assert lines[0] == "GET http://cdn.invalid:8080/length HTTP/1.1"
+    assert lines[0] == "GET http://cdn.invalid:8080/length HTTP/1.1"  # the fragment is not sent
     assert "Host: cdn.invalid:8080" in lines
     assert f"Proxy-Authorization: Basic {base64.b64encode(b'user:p@ss').decode()}" in lines
 
@@ -245,6 +283,22 @@ class TunnelProxy:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def test_bytes_after_a_proxys_connect_answer_end_the_tunnel():
+    async def go(pool, base, server):
+        ANSWERS["/junk-connect"] = b"HTTP/1.1 200 Connection established\r\n\r\n\x16junk"
+        try:
+            with pytest.raises(HTTPError):  # not a TLS handshake waiting for the timeout
+                await pool.get("https://cdn.test/a.jpg", {}, proxy=base)
+        finally:
+            del ANSWERS["/junk-connect"]
+
+    ScriptedServer.connect_path = "/junk-connect"
+    try:
+        run(go)
+    finally:
+        del ScriptedServer.connect_path
 
 
 @pytest.mark.parametrize("refuse", [False, True])
@@ -294,20 +348,24 @@ def test_split_url():
 
 
 def test_build_request_refuses_header_injection():
-    head = build_request("GET", "/x", "h", {"A": "1"})
-    assert head == b"GET /x HTTP/1.1\r\nHost: h\r\nA: 1\r\n\r\n"
-    for name, value in (("A", "1\r\nB: 2"), ("A\nB", "1"), ("A:B", "1")):
+    head = build_request("GET", "/x", "h", {"A": "1", "B": "2\r\nInjected: 3"})
+    assert head == b"GET /x HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2 Injected: 3\r\n\r\n"
+    for name in ("A\nB", "A:B", ""):
         with pytest.raises(ValueError):
-            build_request("GET", "/x", "h", {name: value})
+            build_request("GET", "/x", "h", {name: "1"})
 
 
 def test_parse_head_and_body_framing():
     status, version, headers = parse_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nX-A:  b ")
     assert (status, version, headers) == (404, b"HTTP/1.1", [(b"Content-Length", b"3"), (b"X-A", b"b")])
     assert parse_head(b"HTTP/1.1 200")[0] == 200  # no reason phrase
-    for bad in (b"HTTP/2 200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 200 OK\r\nno colon", b"HTTP/1.1 200 OK\r\n X: y"):
+    assert parse_head(b"HTTP/1.1 200 OK\r\nno colon\r\n X: y\r\nA: 1\r\n\tmore")[2] == [(b"A", b"1 more")]
+    for bad in (b"HTTP/2 200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 OK 200"):
         with pytest.raises(HTTPError):
             parse_head(bad)
+    assert head_end(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\nbody") == (21, 25)
+    assert head_end(b"HTTP/1.1 200 OK\nA: 1\n\nbody") == (20, 22)
+    assert head_end(b"HTTP/1.1 200 OK\r\nA: 1\r\n") == (-1, -1)
     assert body_framing(200, b"HTTP/1.1", [(b"Content-Length", b"5")]) == ("length", 5, True)
     assert body_framing(200, b"HTTP/1.1", [(b"Content-Length", b"5"), (b"Connection", b"close")]) == \
         ("length", 5, False)
@@ -317,5 +375,8 @@ def test_parse_head_and_body_framing():
         ("length", 5, True)
     assert body_framing(200, b"HTTP/1.1", []) == ("close", 0, False)
     assert body_framing(304, b"HTTP/1.1", [(b"Content-Length", b"5")]) == ("none", 0, True)
-    with pytest.raises(HTTPError):
-        body_framing(200, b"HTTP/1.1", [(b"Content-Length", b"-1")])
+    assert body_framing(200, b"HTTP/1.1", [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"5")]) == \
+        ("chunked", 0, False)  # both: the length is ignored and the connection not reused (RFC 9112 6.3)
+    for bad in (b"-1", b"1" * 19, b"5, 6"):
+        with pytest.raises(HTTPError):
+            body_framing(200, b"HTTP/1.1", [(b"Content-Length", bad)])
