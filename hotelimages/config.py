@@ -28,10 +28,10 @@ def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
 
 
 #: Scrapy components that hotelimages switches off and that are costly to import even when off
-#: (RemoteControl's module loads aiohttp's web server: 0.25 s of CPU at every start; cookies load
-#: tldextract: 0.05 s): (switch, component setting, component, Scrapy's order for it).
-#: settings.py leaves them out of Scrapy's base lists (``without_switched``);
-#: ``restore_switched_on`` puts one back when its switch is turned on.
+#: (RemoteControl's module loads aiohttp's web server: 0.2-0.3 s of CPU at every start; cookies
+#: load tldextract: 0.05 s): (switch, component setting, component, Scrapy's order for it).
+#: settings.py leaves them out of Scrapy's base lists (``without_switched``); the
+#: ``RestoreSwitchedOn`` add-on puts one back when its switch is turned on.
 SWITCHED_COMPONENTS = (
     ("REMOTE_CONTROL_ENABLED", "EXTENSIONS", "scrapy.extensions.remote_control.RemoteControl", 0),
     ("COOKIES_ENABLED", "DOWNLOADER_MIDDLEWARES", "scrapy.downloadermiddlewares.cookies.CookiesMiddleware", 700),
@@ -45,23 +45,34 @@ def without_switched(base: dict[str, int]) -> dict[str, int]:
 
 
 def restore_switched_on(settings: Any) -> list[str]:
-    """Enable each SWITCHED_COMPONENTS entry whose switch is on (for ``Spider.update_settings``).
+    """Put each SWITCHED_COMPONENTS entry whose switch is on back into its ``*_BASE`` list.
 
-    Returns the components put back. One that someone configured explicitly (even to None), or
-    that is still in the setting's base list, is left as it is.
+    Returns the components put back. Back in the base list, a component is configured as in
+    stock Scrapy: an entry of its own in ``EXTENSIONS`` or ``DOWNLOADER_MIDDLEWARES`` (even
+    None, even from the command line) still decides.
     """
     restored = []
     for switch, setting, path, order in SWITCHED_COMPONENTS:
-        if not settings.getbool(switch) or path in settings.getdict(setting + "_BASE"):
-            continue
-        components = settings.getdict(setting)
-        if path not in components:
-            components[path] = order
-            # At the spider's priority at least: the crawler process copies its own (project)
-            # settings over the crawler's after update_settings.
-            settings.set(setting, components, max(settings.getpriority(setting) or 0, SETTINGS_PRIORITIES["spider"]))
+        base_name = setting + "_BASE"
+        base = settings.getdict(base_name)
+        if settings.getbool(switch) and path not in base:
+            base[path] = order
+            # At the spider's priority at least, so a later copy of project settings over these
+            # (as ``scrapy crawl`` does after creating the crawler) cannot drop it again.
+            settings.set(base_name, base, max(settings.getpriority(base_name) or 0, SETTINGS_PRIORITIES["spider"]))
             restored.append(path)
     return restored
+
+
+class RestoreSwitchedOn:
+    """Scrapy add-on (``ADDONS`` in settings.py): ``restore_switched_on`` for every command.
+
+    Add-ons run once a crawler's settings are complete (command line and other add-ons
+    included), for ``scrapy crawl``, ``shell``, ``fetch`` and scrapyd jobs alike.
+    """
+
+    def update_settings(self, settings: Any) -> None:
+        restore_switched_on(settings)
 
 
 def _get(settings: Any, name: str) -> Any:

@@ -245,34 +245,43 @@ def project_settings() -> Settings:
 
 
 def test_switched_off_components_are_left_out_and_come_back_when_switched_on():
-    """RemoteControl and CookiesMiddleware cost 0.3 s at start just to import: out unless switched on."""
+    """RemoteControl and CookiesMiddleware cost 0.2-0.3 s at start just to import: out unless switched on."""
     from scrapy.settings import default_settings
 
-    from hotelimages.config import SWITCHED_COMPONENTS
-    from hotelimages.spiders.hotels import HotelsSpider
+    from hotelimages.config import SWITCHED_COMPONENTS, RestoreSwitchedOn
 
+    remote = "scrapy.extensions.remote_control.RemoteControl"
+    cookies = "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"
     off = project_settings()
-    HotelsSpider.update_settings(off)
+    assert "hotelimages.config.RestoreSwitchedOn" in off.getdict("ADDONS")
+    RestoreSwitchedOn().update_settings(off)
     for _, setting, path, _ in SWITCHED_COMPONENTS:
         assert path in getattr(default_settings, setting + "_BASE")  # still Scrapy's names
-        assert dict(off.getwithbase(setting)).get(path) is None  # absent: not even imported
+        assert dict(off.getwithbase(setting)).get(path) is None
     # Everything else in Scrapy's base lists is kept.
-    assert set(default_settings.EXTENSIONS_BASE) - set(off.getdict("EXTENSIONS_BASE")) == {
-        "scrapy.extensions.remote_control.RemoteControl"}
+    assert set(default_settings.EXTENSIONS_BASE) - set(off.getdict("EXTENSIONS_BASE")) == {remote}
     assert set(default_settings.DOWNLOADER_MIDDLEWARES_BASE) - set(off.getdict("DOWNLOADER_MIDDLEWARES_BASE")) == {
-        "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"}
+        cookies}
 
-    process = project_settings()
-    process.set("REMOTE_CONTROL_ENABLED", "True", priority="cmdline")
-    process.set("COOKIES_ENABLED", "True", priority="cmdline")
-    on = process.copy()
-    HotelsSpider.update_settings(on)
-    on.update(process)  # what the crawler process does to a crawler's settings after update_settings
-    assert on.getwithbase("EXTENSIONS")["scrapy.extensions.remote_control.RemoteControl"] == 0
-    assert on.getwithbase("DOWNLOADER_MIDDLEWARES")["scrapy.downloadermiddlewares.cookies.CookiesMiddleware"] == 700
+    def crawler_settings(**cmdline) -> Settings:
+        """What ``scrapy crawl`` ends with: the process's settings copied over the crawler's, then add-ons."""
+        process = project_settings()
+        for name, value in cmdline.items():
+            process.set(name, value, priority="cmdline")
+        crawler = process.copy()
+        crawler.update(process)
+        RestoreSwitchedOn().update_settings(crawler)
+        crawler.update(process)  # a later copy must not drop it either
+        return crawler
 
-    # Configured explicitly (here: off, from the command line) is left as it is.
-    explicit = process.copy()
-    explicit.set("EXTENSIONS", {"scrapy.extensions.remote_control.RemoteControl": None}, priority="cmdline")
-    HotelsSpider.update_settings(explicit)
-    assert dict(explicit.getwithbase("EXTENSIONS"))["scrapy.extensions.remote_control.RemoteControl"] is None
+    on = crawler_settings(REMOTE_CONTROL_ENABLED="True", COOKIES_ENABLED="True")
+    assert dict(on.getwithbase("EXTENSIONS"))[remote] == 0
+    assert dict(on.getwithbase("DOWNLOADER_MIDDLEWARES"))[cookies] == 700
+
+    # Component dicts of one's own on the command line: the switch still brings the component back.
+    own = crawler_settings(REMOTE_CONTROL_ENABLED="True", EXTENSIONS={"scrapy.extensions.corestats.CoreStats": 0})
+    assert dict(own.getwithbase("EXTENSIONS"))[remote] == 0
+
+    # An entry of its own decides, as in stock Scrapy (here: off, from the command line).
+    explicit = crawler_settings(REMOTE_CONTROL_ENABLED="True", EXTENSIONS={remote: None})
+    assert dict(explicit.getwithbase("EXTENSIONS"))[remote] is None

@@ -104,7 +104,13 @@ def test_a_node_start_imports_no_switched_off_component(redis_server, tmp_path):
         off = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         on = subprocess.run(base + ["-s", "REMOTE_CONTROL_ENABLED=True", "-s", "COOKIES_ENABLED=True"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert off.returncode == 0 and on.returncode == 0, off.stderr[-2000:] + on.stderr[-2000:]
+        # With component dicts of one's own on the command line too (as scrapyd's setting= gives them).
+        own_dicts = ["-s", 'EXTENSIONS={"scrapy.extensions.corestats.CoreStats": 0}',
+                     "-s", 'DOWNLOADER_MIDDLEWARES={"scrapy.downloadermiddlewares.stats.DownloaderStats": 850}']
+        own = subprocess.run(base + ["-s", "REMOTE_CONTROL_ENABLED=True", "-s", "COOKIES_ENABLED=True", *own_dicts],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    for proc in (off, on, own):
+        assert proc.returncode == 0, proc.stderr[-2000:]
 
     def imported(log: str) -> set[str]:
         return {line.rsplit("|", 1)[1].strip() for line in log.splitlines() if line.startswith("import time:")}
@@ -112,5 +118,6 @@ def test_a_node_start_imports_no_switched_off_component(redis_server, tmp_path):
     assert "scrapy.crawler" in imported(off.stderr)  # the check sees imports at all
     assert not {"aiohttp", "tldextract"} & imported(off.stderr)
     assert {"aiohttp", "tldextract"} <= imported(on.stderr)
-    assert "scrapy.extensions.remote_control.RemoteControl" in on.stderr  # enabled, in Scrapy's list
-    assert "scrapy.downloadermiddlewares.cookies.CookiesMiddleware" in on.stderr
+    for proc in (on, own):  # enabled: in Scrapy's lists of enabled components
+        assert "scrapy.extensions.remote_control.RemoteControl" in proc.stderr
+        assert "scrapy.downloadermiddlewares.cookies.CookiesMiddleware" in proc.stderr

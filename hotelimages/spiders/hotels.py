@@ -27,7 +27,7 @@ from scrapy.utils.ossignal import install_shutdown_handlers
 
 from hotelimages import manifest as mf
 from hotelimages.claims import LeaseManager, new_owner
-from hotelimages.config import HotelsConfig, restore_switched_on
+from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.listing import (
     ListingError,
@@ -59,11 +59,6 @@ class HotelsSpider(scrapy.Spider):
     """Downloads every photo of the hotels pushed to HOTELS_REDIS_KEY."""
 
     name = "hotels"
-
-    @classmethod
-    def update_settings(cls, settings: Any) -> None:
-        super().update_settings(settings)
-        restore_switched_on(settings)
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> HotelsSpider:
