@@ -554,7 +554,8 @@ def test_a_failure_never_replaces_a_manifest(redis_url, redis_client):
     assert redis_client.hgetall(KEYS.failed) == {}
 
 
-def test_a_forced_redo_by_the_owner_replaces_the_manifest_and_moves_the_status_count(redis_url, redis_client):
+def second_result_by_the_owner(redis_url, redis_client, force: bool) -> bool:
+    """Hotel 7892470 is recorded "partial"; its new owner claims it and records "complete"."""
     redis_client.hset(KEYS.manifests, "7892470", manifest_json("partial"))
     redis_client.hset(KEYS.stats, "hotels/partial", 1)
     redis_client.lpush(KEYS.start_ids, b"7892470")
@@ -562,9 +563,13 @@ def test_a_forced_redo_by_the_owner_replaces_the_manifest_and_moves_the_status_c
     async def steps(client):
         lm = LeaseManager(client, KEYS, OWNER_A, lease_seconds=120)
         await lm.claim(1)
-        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4, force=True)
+        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4, force=force)
 
-    assert run(redis_url, steps) is True
+    return run(redis_url, steps)
+
+
+def test_a_forced_redo_by_the_owner_replaces_the_manifest_and_moves_the_status_count(redis_url, redis_client):
+    assert second_result_by_the_owner(redis_url, redis_client, force=True) is True
     assert redis_client.hgetall(KEYS.manifests) == {b"7892470": manifest_json("complete").encode()}
     counts = stats(redis_client)
     assert counts[b"hotels/partial"] == b"0"
@@ -573,16 +578,7 @@ def test_a_forced_redo_by_the_owner_replaces_the_manifest_and_moves_the_status_c
 
 def test_an_unforced_second_result_by_the_owner_is_dropped(redis_url, redis_client):
     # A node whose claim expired recorded the hotel first; the new owner's result is dropped.
-    redis_client.hset(KEYS.manifests, "7892470", manifest_json("partial"))
-    redis_client.hset(KEYS.stats, "hotels/partial", 1)
-    redis_client.lpush(KEYS.start_ids, b"7892470")
-
-    async def steps(client):
-        lm = LeaseManager(client, KEYS, OWNER_A, lease_seconds=120)
-        await lm.claim(1)
-        return await lm.record(b"7892470", "7892470", manifest_json=manifest_json("complete"), images=4)
-
-    assert run(redis_url, steps) is False
+    assert second_result_by_the_owner(redis_url, redis_client, force=False) is False
     assert leases(redis_client) == {}  # acknowledged all the same
     assert redis_client.hgetall(KEYS.manifests) == {b"7892470": manifest_json("partial").encode()}
     counts = stats(redis_client)
