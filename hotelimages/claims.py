@@ -1,11 +1,23 @@
-"""Leased claims on hotels: at-least-once work over a Redis list.
+"""The Redis work-queue protocol of hotelimages: every step that moves a hotel between keys.
 
-A node moves entries from the pending list into a lease sorted set (scored by
-deadline, in Redis server time, so node clocks do not matter) with its owner
-name, in one Lua script. It renews its leases on a heartbeat, acknowledges an
-entry once the hotel's outcome is recorded, and gives back what it has not
-finished when it stops. Any node (and ``scripts/requeue``) puts entries whose
-lease expired back on the pending list, so a node that dies loses nothing.
+Work is at-least-once over a Redis list, in the manner of rq's registries:
+
+- **push**: operators LPUSH new entries (``push_batch``; skips done hotels inside Redis);
+- **claim**: a node moves entries from the pending list into a lease sorted set (scored by
+  deadline, in Redis server time, so node clocks do not matter) with its owner name;
+- **renew**: the node extends its leases on a heartbeat;
+- **record + ack**: once a hotel's outcome is known it is stored and the claim released in
+  one step (``RECORD``); a hotel found done before listing is only acknowledged;
+- **release**: a stopping node gives back what it has not finished;
+- **requeue expired**: any node (and ``scripts/requeue``) puts entries whose lease expired back
+  on the pending list, so a node that dies loses nothing; ``release_owner`` does it for the
+  leases of one dead owner at once;
+- **retry failed**: failed hotels go back on the pending list (``retry_failed``).
+
+Each Lua script is a ``LuaScript``: its source and the names of the keys it takes, so the key
+list is built in one place (``LuaScript.keys``) for blocking (scripts) and asyncio (node)
+callers alike. ``LeaseManager`` is one process's side of the protocol on an asyncio client;
+the module functions are the operator's side on a blocking client.
 """
 
 from __future__ import annotations
@@ -15,11 +27,48 @@ import json
 import logging
 import os
 import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from hotelimages.keys import Keys
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A Lua script of the protocol and the ``Keys`` attributes it takes as KEYS, in order."""
+
+    name: str
+    source: str
+    key_names: tuple[str, ...]
+
+    def keys(self, keys: Keys) -> list[str]:
+        """The KEYS argument of this script for one deployment's key names."""
+        return [getattr(keys, name) for name in self.key_names]
+
+
+class BoundScripts:
+    """The protocol's scripts registered on one client (blocking or asyncio) for one set of keys.
+
+    ``run(script, *args)`` returns the script's reply on a blocking client and an awaitable
+    on an asyncio one: both kinds of caller build the KEYS list the same way.
+    """
+
+    def __init__(self, client: Any, keys: Keys):
+        self.client = client
+        self.keys = keys
+        self._registered: dict[str, Any] = {}
+
+    def run(self, script: LuaScript, *args: Any) -> Any:
+        registered = self._registered.get(script.name)
+        if registered is None:
+            registered = self._registered[script.name] = self.client.register_script(script.source)
+        return registered(keys=script.keys(self.keys), args=list(args))
+
+
 
 # KEYS: pending, leases, owners, stats. ARGV: count, lease seconds, owner.
 CLAIM_LUA = """
@@ -83,7 +132,6 @@ if #expired > 0 then redis.call('HINCRBY', KEYS[4], 'claims/requeued_expired', #
 return #expired
 """
 
-
 # KEYS: leases, owners, manifests, failed, stats.
 # ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1),
 # the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis).
@@ -120,11 +168,56 @@ end
 return 1
 """
 
+# KEYS: manifests, pending. ARGV: skip done (0/1), write (0/1), hotel ids and entries, each joined by newlines.
+# Returns the 1-based positions of the hotels skipped as done; LPUSHes the others' entries in order.
+# One argument per batch rather than one per ID: packing 10,000 arguments costs more in the client
+# than the whole script costs in Redis. Neither a valid ID nor a JSON dump can hold a newline.
+PUSH_NEW_LUA = """
+local ids, entries, done, push = {}, {}, {}, {}
+for s in string.gmatch(ARGV[3], '[^\\n]+') do ids[#ids + 1] = s end
+for s in string.gmatch(ARGV[4], '[^\\n]+') do entries[#entries + 1] = s end
+for i = 1, #ids do
+  if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], ids[i]) == 1 then
+    done[#done + 1] = i
+  else
+    push[#push + 1] = entries[i]
+  end
+end
+if ARGV[2] == '1' then
+  for i = 1, #push, 1000 do
+    redis.call('LPUSH', KEYS[2], unpack(push, i, math.min(i + 999, #push)))
+  end
+end
+return done
+"""
 
-def giving_back(spider: Any) -> bool:
-    """Whether this process is stopping and gives its hotels back (``LeaseManager.abandoned``)."""
-    leases = getattr(spider, "leases", None)
-    return bool(leases and leases.abandoned)
+# KEYS: failed, pending. ARGV: pairs of hotel id, entry. Moves each that is still failed; returns how many.
+RETRY_FAILED_LUA = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+CLAIM = LuaScript("claim", CLAIM_LUA, ("start_ids", "leases", "lease_owners", "stats"))
+RENEW = LuaScript("renew", RENEW_LUA, ("leases", "lease_owners"))
+FINISH = LuaScript("finish", FINISH_LUA, ("leases", "lease_owners", "start_ids"))
+REQUEUE_EXPIRED = LuaScript("requeue_expired", REQUEUE_EXPIRED_LUA, ("leases", "lease_owners", "start_ids", "stats"))
+RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats"))
+PUSH_NEW = LuaScript("push_new", PUSH_NEW_LUA, ("manifests", "start_ids"))
+RETRY_FAILED = LuaScript("retry_failed", RETRY_FAILED_LUA, ("failed", "start_ids"))
+
+#: Entries per script call when giving back many leases at once.
+RELEASE_BATCH = 1000
+#: Stats field counting claimed hotels found done before listing.
+SKIPPED_DONE_FIELD = "hotels/skipped_done"
+
+
+# ---------------------------------------------------------------- entries and owners (pure)
 
 
 def new_owner(node_id: str) -> str:
@@ -132,22 +225,206 @@ def new_owner(node_id: str) -> str:
     return f"{node_id}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def owner_matches(owner: str, wanted: str) -> bool:
+    """True if ``owner`` (``NODE_ID/pid-token``) is ``wanted`` or belongs to node ``wanted``."""
+    return owner == wanted or owner.startswith(wanted.rstrip("/") + "/")
+
+
+def entry_hotel_id(entry: bytes | str) -> str | None:
+    """The hotel ID of a pending-list entry (a bare ID or a JSON record), or None if it has none."""
+    text = entry.decode("utf-8", "replace") if isinstance(entry, bytes) else entry
+    if not text.startswith("{"):
+        return text
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    hotel_id = record.get("hotel_id") if isinstance(record, dict) else None
+    return None if hotel_id is None else str(hotel_id)
+
+
+def failed_record_reason(raw: bytes | str) -> str:
+    """The ``reason`` of a ``hotels:failed`` record, or ``unreadable`` if the record is not JSON."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return "unreadable"
+    reason = record.get("reason") if isinstance(record, dict) else None
+    return str(reason) if reason else "unknown"
+
+
+def _retry_entry(hotel_id: bytes, raw: bytes) -> bytes | str:
+    # A record that kept its original entry (a JSON record with inline images) is retried as it was.
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return hotel_id
+    entry = record.get("entry") if isinstance(record, dict) else None
+    return entry if isinstance(entry, str) and entry else hotel_id
+
+
+# ---------------------------------------------------------------- push (blocking client)
+
+
+def queued_hotel_ids(client: Any, keys: Keys, chunk: int = 10_000) -> set[str]:
+    """Hotel IDs on the pending list or under a lease, read in chunks.
+
+    Nodes pop from the right while this reads from the left, which shifts no
+    index; a concurrent LPUSH shifts entries right, so some may be read twice
+    but none is missed.
+    """
+    found: set[str] = set()
+    start = 0
+    while True:
+        entries = client.lrange(keys.start_ids, start, start + chunk - 1)
+        for entry in entries:
+            hotel_id = entry_hotel_id(entry)
+            if hotel_id is not None:
+                found.add(hotel_id)
+        if len(entries) < chunk:
+            break
+        start += chunk
+    for entry, _deadline in client.zscan_iter(keys.leases, count=chunk):
+        hotel_id = entry_hotel_id(entry)
+        if hotel_id is not None:
+            found.add(hotel_id)
+    return found
+
+
+def push_batch(
+    scripts: BoundScripts, hotel_ids: list[str], entries: list[str], *, skip_done: bool = True, write: bool = True
+) -> list[int]:
+    """LPUSH ``entries`` in order, but those whose hotel (same index in ``hotel_ids``) is done.
+
+    Returns the 1-based positions skipped as done. With ``write`` False nothing is pushed
+    (a dry run still learns which are done).
+    """
+    return list(
+        scripts.run(PUSH_NEW, 1 if skip_done else 0, 1 if write else 0, "\n".join(hotel_ids), "\n".join(entries))
+    )
+
+
+# ---------------------------------------------------------------- requeue and release (blocking client)
+
+
 def requeue_expired(client: Any, keys: Keys, limit: int = 10_000) -> int:
     """Put every entry whose lease has expired back on the pending list (blocking client)."""
-    script = client.register_script(REQUEUE_EXPIRED_LUA)
+    scripts = BoundScripts(client, keys)
     total = 0
     while True:
-        n = script(keys=[keys.leases, keys.lease_owners, keys.start_ids, keys.stats], args=[limit])
+        n = scripts.run(REQUEUE_EXPIRED, limit)
         total += n
         if n < limit:
             return total
 
 
+@dataclass
+class ReleaseReport:
+    """What ``release_owner`` did: entries given back per owner, and live owners left alone."""
+
+    released: dict[str, int] = field(default_factory=dict)
+    live_skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.released.values())
+
+
+def leases_by_owner(client: Any, keys: Keys) -> dict[str, list[bytes]]:
+    """Every leased entry, grouped by the owner that holds it."""
+    grouped: dict[str, list[bytes]] = {}
+    for entry, owner in client.hscan_iter(keys.lease_owners, count=1000):
+        grouped.setdefault(owner.decode("utf-8", "replace"), []).append(entry)
+    return grouped
+
+
+def release_owner(client: Any, keys: Keys, wanted: str, *, force: bool = False, dry_run: bool = False) -> ReleaseReport:
+    """Put every entry leased by owner (or node) ``wanted`` back at the head of the pending list.
+
+    An owner whose heartbeat key is still present is alive: its leases are
+    left alone unless ``force``, because the hotels would then be done twice.
+    Ownership is checked again inside the script, entry by entry.
+    """
+    report = ReleaseReport()
+    scripts = BoundScripts(client, keys)
+    for owner, entries in sorted(leases_by_owner(client, keys).items()):
+        if not owner_matches(owner, wanted):
+            continue
+        if not force and client.exists(keys.node(owner)):
+            report.live_skipped[owner] = len(entries)
+            continue
+        if dry_run:
+            report.released[owner] = len(entries)
+            continue
+        n = 0
+        for i in range(0, len(entries), RELEASE_BATCH):
+            n += int(scripts.run(FINISH, owner, 1, *entries[i : i + RELEASE_BATCH]))
+        report.released[owner] = n
+    return report
+
+
+# ---------------------------------------------------------------- retry failed (blocking client)
+
+
+@dataclass
+class RetryReport:
+    """Failed hotels moved back to the pending list (or that would be, with ``dry_run``), by reason."""
+
+    by_reason: Counter = field(default_factory=Counter)
+    moved: int = 0
+    dry_run: bool = False
+
+    @property
+    def matched(self) -> int:
+        return sum(self.by_reason.values())
+
+
+def failed_by_reason(client: Any, keys: Keys) -> dict[str, int]:
+    """Failed hotels counted by reason, most frequent first (one HSCAN over ``hotels:failed``)."""
+    counts = Counter(failed_record_reason(raw) for _hotel, raw in client.hscan_iter(keys.failed, count=1000))
+    return dict(counts.most_common())
+
+
+def retry_failed(
+    client: Any, keys: Keys, *, reasons: Iterable[str] = (), dry_run: bool = False, batch_size: int = 1000
+) -> RetryReport:
+    """Move failed hotels (all, or only those with one of ``reasons``) to the back of the pending list."""
+    wanted = set(reasons)
+    report = RetryReport(dry_run=dry_run)
+    scripts = BoundScripts(client, keys)
+    batch: list[bytes | str] = []
+
+    def flush() -> None:
+        if batch and not dry_run:
+            report.moved += int(scripts.run(RETRY_FAILED, *batch))
+        batch.clear()
+
+    # Count first, then move, so a dry run and a real run report the same figures.
+    matched: list[tuple[bytes, bytes]] = []
+    for hotel_id, raw in client.hscan_iter(keys.failed, count=1000):
+        reason = failed_record_reason(raw)
+        if wanted and reason not in wanted:
+            continue
+        report.by_reason[reason] += 1
+        matched.append((hotel_id, raw))
+    for hotel_id, raw in matched:
+        batch.extend((hotel_id, _retry_entry(hotel_id, raw)))
+        if len(batch) >= 2 * batch_size:
+            flush()
+    flush()
+    return report
+
+
+# ---------------------------------------------------------------- one process's claims (asyncio client)
+
+
 class LeaseManager:
-    """One process's claims: what it holds, claiming, renewing, acknowledging and giving back.
+    """One process's claims: what it holds, claiming, renewing, recording, acknowledging, giving back.
 
     ``in_flight`` is the set of claimed raw entries (bytes, exactly as they sat in
-    the list); the spider and the pipelines share this object through the spider.
+    the list); ``freed`` is set whenever one is settled, so a claim loop waiting for
+    room wakes up. The node's components reach this object through
+    ``hotelimages.nodestate.NodeState``.
     """
 
     def __init__(self, client: Any, keys: Keys, owner: str, lease_seconds: int):
@@ -157,20 +434,11 @@ class LeaseManager:
         self.lease_seconds = lease_seconds
         self.in_flight: set[bytes] = set()
         self.freed = asyncio.Event()
-        # Set when a stop cut hotels short: their outcomes are not recorded, their claims go back.
-        self.abandoned = False
-        self._claim = client.register_script(CLAIM_LUA)
-        self._renew = client.register_script(RENEW_LUA)
-        self._finish = client.register_script(FINISH_LUA)
-        self._requeue = client.register_script(REQUEUE_EXPIRED_LUA)
-        self._record = client.register_script(RECORD_LUA)
+        self._scripts = BoundScripts(client, keys)
 
     async def claim(self, count: int) -> list[bytes]:
         """Take up to ``count`` entries from the pending list under a lease."""
-        entries = await self._claim(
-            keys=[self.keys.start_ids, self.keys.leases, self.keys.lease_owners, self.keys.stats],
-            args=[count, self.lease_seconds, self.owner],
-        )
+        entries = await self._scripts.run(CLAIM, count, self.lease_seconds, self.owner)
         self.in_flight.update(entries)
         return list(entries)
 
@@ -178,11 +446,20 @@ class LeaseManager:
         """Extend the leases of everything in flight; returns entries whose lease was lost."""
         if not self.in_flight:
             return []
-        lost = await self._renew(
-            keys=[self.keys.leases, self.keys.lease_owners],
-            args=[self.lease_seconds, self.owner, *self.in_flight],
-        )
+        lost = await self._scripts.run(RENEW, self.lease_seconds, self.owner, *self.in_flight)
         return list(lost)
+
+    async def done_among(self, hotel_ids: list[str]) -> set[str]:
+        """The hotels of ``hotel_ids`` that already have a manifest (the check before listing)."""
+        if not hotel_ids:
+            return set()
+        found = await self.client.hmget(self.keys.manifests, hotel_ids)
+        return {hid for hid, m in zip(hotel_ids, found, strict=True) if m is not None}
+
+    async def skip_done(self, entry: bytes) -> None:
+        """Acknowledge the claim of a hotel found done, and count it fleet-wide."""
+        await self.ack(entry)
+        await self.client.hincrby(self.keys.stats, SKIPPED_DONE_FIELD, 1)
 
     async def record(
         self,
@@ -206,12 +483,18 @@ class LeaseManager:
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         if kind == "manifest" and not status:
             status = json.loads(manifest_json)["status"]
-        k = self.keys
-        n = await self._record(
-            keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats],
-            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status],
+        n = await self._scripts.run(
+            RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status
         )
         return bool(n)
+
+    async def recorded_manifest(self, hotel_id: str) -> bytes | None:
+        """The manifest JSON recorded for ``hotel_id``, if any."""
+        return await self.client.hget(self.keys.manifests, hotel_id)
+
+    def drop(self, *entries: bytes) -> None:
+        """Stop tracking entries without settling them: no longer renewed, they are requeued on expiry."""
+        self.in_flight.difference_update(entries)
 
     def forget(self, entry: bytes) -> None:
         """Stop tracking an entry whose outcome is recorded (after the ack committed)."""
@@ -220,9 +503,7 @@ class LeaseManager:
 
     async def ack(self, entry: bytes) -> bool:
         """Release the claim of a finished entry; idempotent. False if it was no longer ours."""
-        n = await self._finish(
-            keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids], args=[self.owner, 0, entry]
-        )
+        n = await self._scripts.run(FINISH, self.owner, 0, entry)
         self.forget(entry)
         return bool(n)
 
@@ -231,21 +512,13 @@ class LeaseManager:
         if not self.in_flight:
             return 0
         entries = list(self.in_flight)
-        n = await self._finish(
-            keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids],
-            args=[self.owner, 1, *entries],
-        )
+        n = await self._scripts.run(FINISH, self.owner, 1, *entries)
         self.in_flight.clear()
         return int(n)
 
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Sweep expired leases of any owner back to the pending list."""
-        return int(
-            await self._requeue(
-                keys=[self.keys.leases, self.keys.lease_owners, self.keys.start_ids, self.keys.stats],
-                args=[limit],
-            )
-        )
+        return int(await self._scripts.run(REQUEUE_EXPIRED, limit))
 
     async def queue_state(self) -> tuple[int, int]:
         """(pending entries, leased entries) fleet-wide."""

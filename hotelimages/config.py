@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from scrapy.settings import SETTINGS_PRIORITIES
-
 from hotelimages import defaults
 from hotelimages.keys import Keys
+from hotelimages.redisconn import RedisTarget, redis_target
 
 #: Settings that an environment variable of the same name overrides (see settings.py).
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
@@ -25,54 +24,6 @@ IMAGE_FETCHERS = ("direct", "scrapy")
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
     """The settings that the environment sets, for ``settings.py``."""
     return {name: environ[name] for name in ENV_SETTINGS if environ.get(name)}
-
-
-#: Scrapy components that hotelimages switches off and that are costly to import even when off
-#: (RemoteControl's module loads aiohttp's web server: 0.2-0.3 s of CPU at every start; cookies
-#: load tldextract: 0.05 s): (switch, component setting, component, Scrapy's order for it).
-#: settings.py leaves them out of Scrapy's base lists (``without_switched``); the
-#: ``RestoreSwitchedOn`` add-on puts one back when its switch is turned on.
-SWITCHED_COMPONENTS = (
-    ("REMOTE_CONTROL_ENABLED", "EXTENSIONS", "scrapy.extensions.remote_control.RemoteControl", 0),
-    ("COOKIES_ENABLED", "DOWNLOADER_MIDDLEWARES", "scrapy.downloadermiddlewares.cookies.CookiesMiddleware", 700),
-)
-
-
-def without_switched(base: dict[str, int]) -> dict[str, int]:
-    """One of Scrapy's ``*_BASE`` component lists without the SWITCHED_COMPONENTS."""
-    left_out = {path for _, _, path, _ in SWITCHED_COMPONENTS}
-    return {path: order for path, order in base.items() if path not in left_out}
-
-
-def restore_switched_on(settings: Any) -> list[str]:
-    """Put each SWITCHED_COMPONENTS entry whose switch is on back into its ``*_BASE`` list.
-
-    Returns the components put back. Back in the base list, a component is configured as in
-    stock Scrapy: an entry of its own in ``EXTENSIONS`` or ``DOWNLOADER_MIDDLEWARES`` (even
-    None, even from the command line) still decides.
-    """
-    restored = []
-    for switch, setting, path, order in SWITCHED_COMPONENTS:
-        base_name = setting + "_BASE"
-        base = settings.getdict(base_name)
-        if settings.getbool(switch) and path not in base:
-            base[path] = order
-            # At the spider's priority at least, so a later copy of project settings over these
-            # (as ``scrapy crawl`` does after creating the crawler) cannot drop it again.
-            settings.set(base_name, base, max(settings.getpriority(base_name) or 0, SETTINGS_PRIORITIES["spider"]))
-            restored.append(path)
-    return restored
-
-
-class RestoreSwitchedOn:
-    """Scrapy add-on (``ADDONS`` in settings.py): ``restore_switched_on`` for every command.
-
-    Add-ons run once a crawler's settings are complete (command line and other add-ons
-    included), for ``scrapy crawl``, ``shell``, ``fetch`` and scrapyd jobs alike.
-    """
-
-    def update_settings(self, settings: Any) -> None:
-        restore_switched_on(settings)
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -146,8 +97,8 @@ def _formats(settings: Any, name: str) -> tuple[str, ...]:
 class HotelsConfig:
     """All of hotelimages' own settings for one process."""
 
-    redis_url: str
-    redis_params: dict = field(default_factory=dict)
+    #: The Redis server and client arguments, resolved as scrapy-redis does (see ``redisconn``).
+    redis: RedisTarget = field(default_factory=RedisTarget)
     keys: Keys = field(default_factory=Keys)
     listing_url: str = ""
     node_id: str = ""
@@ -201,11 +152,8 @@ class HotelsConfig:
         if image_fetcher not in IMAGE_FETCHERS:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
-        params = dict(defaults.REDIS_PARAMS)
-        params.update(settings.getdict("REDIS_PARAMS") if hasattr(settings, "getdict") else {})
         return cls(
-            redis_url=str(_get(settings, "REDIS_URL")),
-            redis_params=params,
+            redis=redis_target(settings),
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
             listing_url=listing_url,
             node_id=str(_get(settings, "NODE_ID") or defaults.default_node_id()),

@@ -11,7 +11,7 @@ connection (the pool, capped at 32 idle connections, closed the surplus), and th
 responses piled up in memory. Reserving the transfer slot before scheduling the
 task restores the limit, so connections are reused and memory is bounded.
 
-When a stopping node gives its hotels back (``leases.abandoned``), queued requests are
+When a stopping node gives its hotels back (``NodeState.giving_back``), queued requests are
 dropped instead of fetched, so a stop takes at most one download timeout past the grace.
 """
 
@@ -26,14 +26,19 @@ from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import _schedule_coro
 from twisted.python.failure import Failure
 
-from hotelimages.claims import giving_back
+from hotelimages.nodestate import NodeState
 
 
 class BoundedDownloader(Downloader):
     """Downloader whose queue never starts more requests than the slot's free transfer slots."""
 
+    def __init__(self, crawler: Any):
+        super().__init__(crawler)
+        # None where the hotels spider's NodeState is not enabled: then nothing is ever given back.
+        self._node = crawler.get_extension(NodeState)
+
     def _process_queue(self, slot: Any) -> None:
-        if giving_back(self.crawler.spider):
+        if self._node is not None and self._node.giving_back:
             # The node is stopping and gives its hotels back: do not fetch what is queued.
             while slot.queue:
                 _request, queue_dfd = slot.queue.popleft()

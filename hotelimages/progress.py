@@ -142,7 +142,9 @@ class HotelsProgress:
         self.interval = interval
         self.history_length = history_length
         self.history_ttl = history_ttl
-        self.spider: Any = None
+        #: The node's shared state (``nodestate.NodeState``): the claim owner and the hotels in flight.
+        self.node: Any = None
+        self._crawler: Any = None
         self.pid = os.getpid()
         self._started = time.monotonic()
         self._started_at: float | None = None
@@ -163,13 +165,14 @@ class HotelsProgress:
         interval, length, ttl = cfg.progress_interval, cfg.progress_history_length, cfg.progress_history_ttl
         ext = cls(
             crawler.stats,
-            async_client(cfg.redis_url, cfg.redis_params),
+            async_client(cfg.redis),
             cfg.keys,
             cfg.node_id,
             interval=interval,
             history_length=length,
             history_ttl=ttl,
         )
+        ext._crawler = crawler
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
         return ext
@@ -177,7 +180,10 @@ class HotelsProgress:
     # ------------------------------------------------------------ signals
 
     def spider_opened(self, spider: Any) -> None:
-        self.spider = spider
+        if self._crawler is not None:
+            from hotelimages.nodestate import NodeState  # noqa: PLC0415 - keeps the pure helpers import-light
+
+            self.node = self._crawler.get_extension(NodeState)
         self._started = self._last_time = time.monotonic()
         try:
             loop = asyncio.get_running_loop()
@@ -215,12 +221,12 @@ class HotelsProgress:
     @property
     def owner(self) -> str:
         """The claim owner of this process (``NODE_ID/pid-token``) once the spider has one, else NODE_ID."""
-        leases = getattr(self.spider, "leases", None)
+        leases = getattr(self.node, "leases", None)
         return str(getattr(leases, "owner", None) or self.node_id)
 
     @property
     def in_flight(self) -> int:
-        leases = getattr(self.spider, "leases", None)
+        leases = getattr(self.node, "leases", None)
         return len(getattr(leases, "in_flight", ()) or ())
 
     async def tick(self, state: str = "running", log: bool = True) -> None:

@@ -8,9 +8,7 @@ overrides both.
 
 import os
 
-from scrapy.settings import default_settings as _scrapy_defaults
-
-from hotelimages.config import env_overrides, without_switched
+from hotelimages.config import env_overrides
 
 BOT_NAME = "hotelimages"
 SPIDER_MODULES = ["hotelimages.spiders"]
@@ -32,17 +30,11 @@ ITEM_PIPELINES = {
 MEDIA_ALLOW_REDIRECTS = True
 IMAGES_EXPIRES = 90
 
-# RemoteControl and CookiesMiddleware are off (above) and cost 0.2-0.3 s of CPU at every start just to
-# be imported, which a None in EXTENSIONS would still do: they are left out of Scrapy's base lists,
-# and REMOTE_CONTROL_ENABLED=True or COOKIES_ENABLED=True brings them back (config.SWITCHED_COMPONENTS,
-# through the RestoreSwitchedOn add-on: it runs last, once every other setting is in).
-ADDONS = {"hotelimages.config.RestoreSwitchedOn": 1000}
-EXTENSIONS_BASE = without_switched(_scrapy_defaults.EXTENSIONS_BASE)
-DOWNLOADER_MIDDLEWARES_BASE = without_switched(_scrapy_defaults.DOWNLOADER_MIDDLEWARES_BASE)
-
-# Our progress line and fleet heartbeat replace Scrapy's page/item counts.
+# Our progress line and fleet heartbeat replace Scrapy's page/item counts. NodeState holds what the
+# spider, the pipelines and the downloader share (this process's claims, the stop); they need it.
 EXTENSIONS = {
     "scrapy.extensions.logstats.LogStats": None,
+    "hotelimages.nodestate.NodeState": 100,
     "hotelimages.progress.HotelsProgress": 500,
 }
 

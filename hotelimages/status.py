@@ -13,12 +13,11 @@ import html
 import json
 import math
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hotelimages.claims import failed_by_reason
 from hotelimages.keys import Keys
-from hotelimages.loader import failure_reason
 
 MB = 1_000_000
 #: Throughput is measured over this many seconds of history unless told otherwise.
@@ -222,12 +221,6 @@ def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
 
 
-def failed_reasons(client: Any, keys: Keys) -> dict[str, int]:
-    """Failed hotels counted by reason (one HSCAN over hotels:failed)."""
-    counts = Counter(failure_reason(raw) for _hotel, raw in client.hscan_iter(keys.failed, count=1000))
-    return dict(counts.most_common())
-
-
 def gather(
     client: Any,
     keys: Keys,
@@ -252,7 +245,7 @@ def gather(
     status = FleetStatus(
         at=now, redis=redis_label, pending=int(pending), leased=int(leased), done=int(done),
         failed_hotels=int(failed), counters={k: _num(v) or 0 for k, v in _decode_hash(counters).items()},
-        failed_by_reason=failed_reasons(client, keys), window=window,
+        failed_by_reason=failed_by_reason(client, keys), window=window,
     )
     by_owner = lease_ages(leases, owners, now, lease_seconds)
 

@@ -24,8 +24,9 @@ def config(**values) -> HotelsConfig:
 
 def test_defaults():
     cfg = config(NODE_ID="office-pc-12")
-    assert cfg.redis_url == "redis://127.0.0.1:6379/0"
-    assert cfg.redis_params == {"socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30}
+    assert cfg.redis.url == "redis://127.0.0.1:6379/0"
+    assert cfg.redis.params == {
+        "socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30, "encoding": "utf-8"}
     assert cfg.keys == Keys("hotels", "hotels:start_ids")
     assert cfg.listing_url == ""
     assert cfg.node_id == "office-pc-12"
@@ -106,8 +107,9 @@ def test_listing_url_and_keys():
     assert cfg.listing_url == "http://api.example.com/hotels/{hotel_id}/photos"
     assert cfg.keys == Keys("staging", "staging:ids")
     assert cfg.keys.leases == "staging:leases"
-    assert cfg.redis_url == "redis://db.example.com:6380/2"
-    assert cfg.redis_params == {"socket_timeout": 5, "socket_connect_timeout": 10, "health_check_interval": 30}
+    assert cfg.redis.url == "redis://db.example.com:6380/2"
+    assert cfg.redis.params == {
+        "socket_timeout": 5, "socket_connect_timeout": 10, "health_check_interval": 30, "encoding": "utf-8"}
 
 
 @pytest.mark.parametrize(
@@ -244,44 +246,8 @@ def project_settings() -> Settings:
     return settings
 
 
-def test_switched_off_components_are_left_out_and_come_back_when_switched_on():
-    """RemoteControl and CookiesMiddleware cost 0.2-0.3 s at start just to import: out unless switched on."""
-    from scrapy.settings import default_settings
-
-    from hotelimages.config import SWITCHED_COMPONENTS, RestoreSwitchedOn
-
-    remote = "scrapy.extensions.remote_control.RemoteControl"
-    cookies = "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"
-    off = project_settings()
-    assert "hotelimages.config.RestoreSwitchedOn" in off.getdict("ADDONS")
-    RestoreSwitchedOn().update_settings(off)
-    for _, setting, path, _ in SWITCHED_COMPONENTS:
-        assert path in getattr(default_settings, setting + "_BASE")  # still Scrapy's names
-        assert dict(off.getwithbase(setting)).get(path) is None
-    # Everything else in Scrapy's base lists is kept.
-    assert set(default_settings.EXTENSIONS_BASE) - set(off.getdict("EXTENSIONS_BASE")) == {remote}
-    assert set(default_settings.DOWNLOADER_MIDDLEWARES_BASE) - set(off.getdict("DOWNLOADER_MIDDLEWARES_BASE")) == {
-        cookies}
-
-    def crawler_settings(**cmdline) -> Settings:
-        """What ``scrapy crawl`` ends with: the process's settings copied over the crawler's, then add-ons."""
-        process = project_settings()
-        for name, value in cmdline.items():
-            process.set(name, value, priority="cmdline")
-        crawler = process.copy()
-        crawler.update(process)
-        RestoreSwitchedOn().update_settings(crawler)
-        crawler.update(process)  # a later copy must not drop it either
-        return crawler
-
-    on = crawler_settings(REMOTE_CONTROL_ENABLED="True", COOKIES_ENABLED="True")
-    assert dict(on.getwithbase("EXTENSIONS"))[remote] == 0
-    assert dict(on.getwithbase("DOWNLOADER_MIDDLEWARES"))[cookies] == 700
-
-    # Component dicts of one's own on the command line: the switch still brings the component back.
-    own = crawler_settings(REMOTE_CONTROL_ENABLED="True", EXTENSIONS={"scrapy.extensions.corestats.CoreStats": 0})
-    assert dict(own.getwithbase("EXTENSIONS"))[remote] == 0
-
-    # An entry of its own decides, as in stock Scrapy (here: off, from the command line).
-    explicit = crawler_settings(REMOTE_CONTROL_ENABLED="True", EXTENSIONS={remote: None})
-    assert dict(explicit.getwithbase("EXTENSIONS"))[remote] is None
+def test_remote_control_and_cookies_are_off_as_plain_settings():
+    settings = project_settings()
+    assert settings.getbool("REMOTE_CONTROL_ENABLED") is False and settings.getbool("COOKIES_ENABLED") is False
+    assert not settings.getdict("ADDONS")
+    assert "hotelimages.nodestate.NodeState" in settings.getdict("EXTENSIONS")

@@ -92,7 +92,8 @@ def test_hotel_already_done_is_not_downloaded_again(redis_client, redis_url, bas
 
 
 def test_forced_push_redoes_a_done_hotel(redis_client, redis_url, base_url, tmp_path):
-    from hotelimages.loader import load_ids, parse_lines
+    from hotelimages.idfiles import parse_lines
+    from hotelimages.push import load_ids
 
     hid = catalogue.hotel_ids(1)[0]
     store = tmp_path / "store"

@@ -20,7 +20,7 @@ from scrapy.statscollectors import MemoryStatsCollector
 
 from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, proxy_url, redirect_url
 from hotelimages.localredis import free_port
-from hotelimages.pipelines.images import failure_reason
+from hotelimages.reasons import download_reason
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
 
@@ -158,7 +158,7 @@ def test_chunked_body_is_read_whole_and_cut_at_maxsize():
 
     (ok, too_big), _, _ = run(go)
     assert ok.body == b"x" * 55555 and "Content-Length" not in ok.headers
-    assert failure_reason(too_big) == "too_large"
+    assert download_reason(too_big) == "too_large"
 
 
 def test_retry_http_codes_then_success_or_the_last_answer():
@@ -189,7 +189,7 @@ def test_redirects_are_followed_to_http_only_and_bounded():
     assert followed.status == 200 and followed.url.endswith("/img/final.jpg")
     assert followed.request.meta["redirect_urls"][0].endswith("/redirect/3")
     assert refused.status == 301 and refused.headers[b"Location"] == b"file:///etc/passwd"
-    assert failure_reason(loop) == "redirect_loop"
+    assert download_reason(loop) == "redirect_loop"
 
 
 def test_network_errors_raise_what_scrapy_raises():
@@ -205,7 +205,7 @@ def test_network_errors_raise_what_scrapy_raises():
 
     errors, _, stats = run(go, policy(DOWNLOAD_TIMEOUT=0.5, RETRY_TIMES=1))
     assert [type(e) for e in errors] == [DownloadConnectionRefusedError, ResponseDataLossError, DownloadTimeoutError]
-    assert [failure_reason(e) for e in errors] == ["connection_refused", "data_loss", "timeout"]
+    assert [download_reason(e) for e in errors] == ["connection_refused", "data_loss", "timeout"]
     assert stats.get_value("hotelimages/fetch/retries") == 3  # each retried once
 
 
@@ -218,7 +218,7 @@ def test_gzip_bodies_are_decoded_and_bombs_refused():
 
     (small, bomb), _, _ = run(go)
     assert small.body == b"\0" * 5000
-    assert failure_reason(bomb) == "decompression_bomb"
+    assert download_reason(bomb) == "decompression_bomb"
 
 
 def test_a_closed_fetcher_fetches_nothing():
@@ -258,7 +258,7 @@ def test_proxy_from_the_environment_and_no_proxy(monkeypatch):
     (proxied, direct), server, _ = run(go, policy(RETRY_TIMES=0), port=port)
     assert proxied.status == 200 and proxied.body == BODY
     assert server.headers[0]["Host"] == "cdn.invalid" and len(server.headers) == 1
-    assert failure_reason(direct) in ("dns_error", "connection_error")
+    assert download_reason(direct) in ("dns_error", "connection_error")
 
 
 def self_signed_context(tmp_path):

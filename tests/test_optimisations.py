@@ -7,14 +7,11 @@ one with the defaults; their stores and manifests must be identical.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from crawling import demo_server, files_under, run_crawl, scratch_db
 
 from hotelimages.bench.configs import BEFORE_SETTINGS
 from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 
@@ -92,32 +89,3 @@ def test_direct_fetcher_records_what_scrapys_downloader_records(redis_server, tm
         "http_404", "truncated", "not_an_image", "timeout", "redirect_loop", "disallowed_scheme",
         "decompression_bomb", "too_large",
     }, reasons
-
-
-def test_a_node_start_imports_no_switched_off_component(redis_server, tmp_path):
-    """RemoteControl (aiohttp's web server) and cookies (tldextract) are not imported while off: 0.3 s of
-    CPU at every start; switching them on brings them back."""
-    with scratch_db(redis_server, 4013) as (url, _):
-        env = crawl_env(url, "http://127.0.0.1:9", tmp_path / "store", "node-start")
-        base = [sys.executable, "-X", "importtime", "-m", "scrapy", "crawl", "hotels",
-                "-s", "HOTELS_IDLE_CLOSE_SECONDS=0.2", "-s", "HOTELS_POLL_SECONDS=0.1"]
-        off = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        on = subprocess.run(base + ["-s", "REMOTE_CONTROL_ENABLED=True", "-s", "COOKIES_ENABLED=True"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        # With component dicts of one's own on the command line too (as scrapyd's setting= gives them).
-        own_dicts = ["-s", 'EXTENSIONS={"scrapy.extensions.corestats.CoreStats": 0}',
-                     "-s", 'DOWNLOADER_MIDDLEWARES={"scrapy.downloadermiddlewares.stats.DownloaderStats": 850}']
-        own = subprocess.run(base + ["-s", "REMOTE_CONTROL_ENABLED=True", "-s", "COOKIES_ENABLED=True", *own_dicts],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    for proc in (off, on, own):
-        assert proc.returncode == 0, proc.stderr[-2000:]
-
-    def imported(log: str) -> set[str]:
-        return {line.rsplit("|", 1)[1].strip() for line in log.splitlines() if line.startswith("import time:")}
-
-    assert "scrapy.crawler" in imported(off.stderr)  # the check sees imports at all
-    assert not {"aiohttp", "tldextract"} & imported(off.stderr)
-    assert {"aiohttp", "tldextract"} <= imported(on.stderr)
-    for proc in (on, own):  # enabled: in Scrapy's lists of enabled components
-        assert "scrapy.extensions.remote_control.RemoteControl" in proc.stderr
-        assert "scrapy.downloadermiddlewares.cookies.CookiesMiddleware" in proc.stderr

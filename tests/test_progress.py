@@ -70,7 +70,7 @@ def test_tick_publishes_heartbeat_and_history(redis_url, redis_client, caplog):
 
     async def run():
         await ext.tick()  # before the spider has a lease manager: published under NODE_ID
-        ext.spider = SimpleNamespace(leases=SimpleNamespace(owner="pc1/42-abcd", in_flight={b"c", b"d"}))
+        ext.node = SimpleNamespace(leases=SimpleNamespace(owner="pc1/42-abcd", in_flight={b"c", b"d"}))
         values["hotelimages/hotels/complete"] = 3
         await ext.tick()
         await ext.tick()
@@ -116,10 +116,11 @@ def test_spider_closed_leaves_history_and_removes_heartbeat(redis_url, redis_cli
     ext = make_ext(redis_url, {}, interval=0.05)
 
     async def run():
-        ext.spider_opened(SimpleNamespace(leases=SimpleNamespace(owner="pc1/9-x", in_flight=set())))
+        ext.node = SimpleNamespace(leases=SimpleNamespace(owner="pc1/9-x", in_flight=set()))
+        ext.spider_opened(SimpleNamespace())
         await asyncio.sleep(0.12)
         assert redis_client.exists(KEYS.node("pc1/9-x"))
-        await ext.spider_closed(ext.spider, "finished")
+        await ext.spider_closed(SimpleNamespace(), "finished")
 
     asyncio.run(run())
     assert not redis_client.exists(KEYS.node("pc1/9-x"))

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from crawling import demo_server, expected_files, files_under
 
-from hotelimages import schedule
+from hotelimages import scrapyd_jobs as jobs
 from hotelimages.cli import crawl_argv, load_env_files, parse_env_file
 from hotelimages.config import ENV_SETTINGS
 from hotelimages.demo import catalogue
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KEYS = Keys()
 USER, PASSWORD = "ops", "pw-7f3a-secret"
-CREDS = schedule.Credentials(USER, PASSWORD)
+CREDS = jobs.Credentials(USER, PASSWORD)
 #: What a build copies from the checkout: the package and the files that describe it.
 SOURCE_FILES = ("pyproject.toml", "setup.py", "scrapy.cfg")
 
@@ -45,7 +45,7 @@ SOURCE_FILES = ("pyproject.toml", "setup.py", "scrapy.cfg")
 # Pure parts ---------------------------------------------------------------------------------------
 
 def test_hosts_file_lines_give_url_settings_and_credentials():
-    hosts = schedule.parse_hosts(
+    hosts = jobs.parse_hosts(
         "# office PCs\n"
         "\n"
         "http://10.0.0.12:6800  NODE_ID=pc12 IMAGES_STORE=D:/image\n"
@@ -53,9 +53,9 @@ def test_hosts_file_lines_give_url_settings_and_credentials():
         "pc14:6800\n"
     )
     assert hosts == [
-        schedule.Host("http://10.0.0.12:6800/", (("NODE_ID", "pc12"), ("IMAGES_STORE", "D:/image"))),
-        schedule.Host("https://pc13.lan:6800/scrapyd/", (("NODE_ID", "pc13"),), schedule.Credentials("ops", "p@ss")),
-        schedule.Host("http://pc14:6800/"),
+        jobs.Host("http://10.0.0.12:6800/", (("NODE_ID", "pc12"), ("IMAGES_STORE", "D:/image"))),
+        jobs.Host("https://pc13.lan:6800/scrapyd/", (("NODE_ID", "pc13"),), jobs.Credentials("ops", "p@ss")),
+        jobs.Host("http://pc14:6800/"),
     ]
     assert "p@ss" not in repr(hosts) and "p%40ss" not in repr(hosts)
 
@@ -66,44 +66,44 @@ def test_hosts_file_lines_give_url_settings_and_credentials():
     ("ftp://pc12/ NODE_ID=x", "not an http(s) URL"),
 ])
 def test_bad_hosts_file_line_names_the_line(line, message):
-    with pytest.raises(schedule.HostsFileError, match=rf"hosts.txt:2: .*{re.escape(message)}"):
-        schedule.parse_hosts("http://ok:6800\n" + line, "hosts.txt")
+    with pytest.raises(jobs.HostsFileError, match=rf"hosts.txt:2: .*{re.escape(message)}"):
+        jobs.parse_hosts("http://ok:6800\n" + line, "hosts.txt")
 
 
 def test_bad_url_error_does_not_show_the_password():
-    with pytest.raises(schedule.HostsFileError) as info:
-        schedule.parse_host_line("ftp://ops:hunter2@pc12/")
+    with pytest.raises(jobs.HostsFileError) as info:
+        jobs.parse_host_line("ftp://ops:hunter2@pc12/")
     assert "hunter2" not in str(info.value)
 
 
 def test_form_data_repeats_setting_and_host_settings_win():
-    settings = schedule.merged_settings([("REDIS_URL", "redis://q:6379/0"), ("NODE_ID", "x")], [("NODE_ID", "pc12")])
-    assert schedule.form_data(settings) == [
+    settings = jobs.merged_settings([("REDIS_URL", "redis://q:6379/0"), ("NODE_ID", "x")], [("NODE_ID", "pc12")])
+    assert jobs.form_data(settings) == [
         ("project", "hotelimages"), ("spider", "hotels"),
         ("setting", "REDIS_URL=redis://q:6379/0"), ("setting", "NODE_ID=pc12"),
     ]
 
 
 def test_active_job_finds_a_pending_or_running_hotels_job_only():
-    assert schedule.active_job({"pending": [], "running": [], "finished": [{"id": "f", "spider": "hotels"}]}) is None
-    assert schedule.active_job({"running": [{"id": "o", "spider": "other"}]}) is None
-    assert schedule.active_job({"pending": [{"id": "p", "spider": "hotels"}]}) == ("p", "pending")
+    assert jobs.active_job({"pending": [], "running": [], "finished": [{"id": "f", "spider": "hotels"}]}) is None
+    assert jobs.active_job({"running": [{"id": "o", "spider": "other"}]}) is None
+    assert jobs.active_job({"pending": [{"id": "p", "spider": "hotels"}]}) == ("p", "pending")
     both = {"pending": [{"id": "p", "spider": "hotels"}], "running": [{"id": "r", "spider": "hotels"}]}
-    assert schedule.active_job(both) == ("r", "running")
+    assert jobs.active_job(both) == ("r", "running")
 
 
 def test_credentials_from_arguments_then_environment():
     env = {"SCRAPYD_USERNAME": "envuser", "SCRAPYD_PASSWORD": "envpw"}
-    assert schedule.resolve_credentials(None, None, {}) is None
-    assert schedule.resolve_credentials(None, None, env) == schedule.Credentials("envuser", "envpw")
-    assert schedule.resolve_credentials("ops", "pw", env) == schedule.Credentials("ops", "pw")
+    assert jobs.resolve_credentials(None, None, {}) is None
+    assert jobs.resolve_credentials(None, None, env) == jobs.Credentials("envuser", "envpw")
+    assert jobs.resolve_credentials("ops", "pw", env) == jobs.Credentials("ops", "pw")
     only_password = {"SCRAPYD_PASSWORD": "envpw"}
-    assert schedule.resolve_credentials("ops", None, only_password) == schedule.Credentials("ops", "envpw")
-    typed = schedule.resolve_credentials("ops", None, {}, ask=lambda user: f"typed-for-{user}")
-    assert typed == schedule.Credentials("ops", "typed-for-ops")
-    own = schedule.Host("http://pc:6800/", credentials=schedule.Credentials("a", "b"))
-    assert schedule.pick_credentials(own, CREDS) == own.credentials
-    assert schedule.pick_credentials(schedule.Host("http://pc:6800/"), CREDS) == CREDS
+    assert jobs.resolve_credentials("ops", None, only_password) == jobs.Credentials("ops", "envpw")
+    typed = jobs.resolve_credentials("ops", None, {}, ask=lambda user: f"typed-for-{user}")
+    assert typed == jobs.Credentials("ops", "typed-for-ops")
+    own = jobs.Host("http://pc:6800/", credentials=jobs.Credentials("a", "b"))
+    assert jobs.pick_credentials(own, CREDS) == own.credentials
+    assert jobs.pick_credentials(jobs.Host("http://pc:6800/"), CREDS) == CREDS
 
 
 def test_schedule_host_skips_a_running_job_and_reports_errors_as_data():
@@ -113,27 +113,27 @@ def test_schedule_host_skips_a_running_job_and_reports_errors_as_data():
         calls.append((method, url))
         return {"status": "ok", "running": [{"id": "job1", "spider": "hotels"}], "pending": []}
 
-    result = schedule.schedule_host(schedule.Host("http://pc:6800/"), transport=running)
-    assert result == schedule.HostResult("http://pc:6800/", "skipped", "job1", "running")
+    result = jobs.schedule_host(jobs.Host("http://pc:6800/"), transport=running)
+    assert result == jobs.HostResult("http://pc:6800/", "skipped", "job1", "running")
     assert result.line() == "http://pc:6800/: skipped: job job1 still running"
     assert calls == [("GET", "http://pc:6800/listjobs.json?project=hotelimages")]
 
     def refused(method, url, fields, creds, timeout):
-        raise schedule.ScrapydError("401 unauthorized (check the user name and password)")
+        raise jobs.ScrapydError("401 unauthorized (check the user name and password)")
 
-    result = schedule.schedule_host(schedule.Host("http://pc:6800/"), transport=refused)
+    result = jobs.schedule_host(jobs.Host("http://pc:6800/"), transport=refused)
     assert not result.ok
     assert result.line() == "http://pc:6800/: error: 401 unauthorized (check the user name and password)"
 
 
 def test_shown_settings_redact_redis_passwords():
-    shown = schedule.shown_settings({"REDIS_URL": "redis://:hunter2@q:6379/0", "NODE_ID": "pc12"})
+    shown = jobs.shown_settings({"REDIS_URL": "redis://:hunter2@q:6379/0", "NODE_ID": "pc12"})
     assert shown == {"REDIS_URL": "redis://***@q:6379/0", "NODE_ID": "pc12"}
 
 
 def test_describe_shows_settings_without_passwords():
-    host = schedule.parse_host_line("http://ops:hunter2@pc12:6800 NODE_ID=pc12")
-    text = schedule.describe(host, [("REDIS_URL", "redis://:sesame@q:6379/0"), ("NODE_ID", "x")])
+    host = jobs.parse_host_line("http://ops:hunter2@pc12:6800 NODE_ID=pc12")
+    text = jobs.describe(host, [("REDIS_URL", "redis://:sesame@q:6379/0"), ("NODE_ID", "x")])
     assert text == "http://pc12:6800/ as ops: would schedule hotels -s REDIS_URL=redis://***@q:6379/0 -s NODE_ID=pc12"
 
 
@@ -185,7 +185,7 @@ class Scrapyd:
     deploy_seconds: float
 
     def api(self, path: str, fields: list[tuple[str, str]] | None = None) -> dict:
-        return schedule.http_json("POST" if fields is not None else "GET", self.url + path, fields, CREDS)
+        return jobs.http_json("POST" if fields is not None else "GET", self.url + path, fields, CREDS)
 
     def text(self, path: str) -> str:
         request = urllib.request.Request(self.url + path.lstrip("/"))
@@ -193,8 +193,8 @@ class Scrapyd:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode("utf-8", errors="replace")
 
-    def host(self, **settings: str) -> schedule.Host:
-        return schedule.Host(self.url, tuple(settings.items()))
+    def host(self, **settings: str) -> jobs.Host:
+        return jobs.Host(self.url, tuple(settings.items()))
 
     def wait_state(self, jobid: str, states: tuple[str, ...], timeout: float = 45.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -250,9 +250,9 @@ def scrapyd(tmp_path_factory):
         deadline = time.monotonic() + 20
         while True:
             try:
-                schedule.http_json("GET", url + "daemonstatus.json", None, CREDS, 2)
+                jobs.http_json("GET", url + "daemonstatus.json", None, CREDS, 2)
                 break
-            except schedule.ScrapydError:
+            except jobs.ScrapydError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log = (home / "scrapyd.log").read_text() if (home / "scrapyd.log").exists() else ""
                     raise RuntimeError(f"scrapyd did not start:\n{log[-3000:]}") from None
@@ -273,10 +273,10 @@ def scrapyd(tmp_path_factory):
         yield Scrapyd(url, home, deploy_seconds)
     finally:
         try:  # a job left by a failed test must not outlive scrapyd
-            for job in schedule.http_json("GET", url + "listjobs.json", None, CREDS, 2)["running"]:
-                schedule.http_json("POST", url + "cancel.json",
+            for job in jobs.http_json("GET", url + "listjobs.json", None, CREDS, 2)["running"]:
+                jobs.http_json("POST", url + "cancel.json",
                                    [("project", job["project"]), ("job", job["id"]), ("signal", "KILL")], CREDS, 2)
-        except schedule.ScrapydError:
+        except jobs.ScrapydError:
             pass
         stop_process(proc, 15)
 
@@ -301,8 +301,8 @@ def test_requests_without_or_with_wrong_credentials_are_refused(scrapyd):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(scrapyd.url + "daemonstatus.json", timeout=5)
     assert info.value.code == 401
-    wrong = schedule.Credentials(USER, "not-the-password")
-    result = schedule.schedule_host(scrapyd.host(NODE_ID="x"), credentials=wrong)
+    wrong = jobs.Credentials(USER, "not-the-password")
+    result = jobs.schedule_host(scrapyd.host(NODE_ID="x"), credentials=wrong)
     assert result.status == "error" and "401" in result.message
     assert scrapyd.api("listjobs.json?project=hotelimages")["pending"] == []
 
@@ -338,7 +338,7 @@ def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis
 
         # 1. the function, as a scheduling job would call it
         started = time.monotonic()
-        [result] = schedule.schedule_all(
+        [result] = jobs.schedule_all(
             [scrapyd.host(IMAGES_STORE=str(tmp_path / "store-a"), NODE_ID="node-a")], common.items(), credentials=CREDS)
         assert result.status == "scheduled", result.line()
         scrapyd.wait_state(result.jobid, ("finished",))
@@ -376,14 +376,14 @@ def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis
 def test_second_schedule_is_skipped_while_a_job_runs_and_cancel_drains(scrapyd, redis_url, redis_client, tmp_path):
     host = scrapyd.host(REDIS_URL=redis_url, IMAGES_STORE=str(tmp_path / "store"), NODE_ID="idle",
                         HOTELS_IDLE_CLOSE_SECONDS="30", HOTELS_POLL_SECONDS="0.2")
-    first = schedule.schedule_host(host, credentials=CREDS)
+    first = jobs.schedule_host(host, credentials=CREDS)
     assert first.status == "scheduled", first.line()
-    second = schedule.schedule_host(host, credentials=CREDS)  # still pending or already running
+    second = jobs.schedule_host(host, credentials=CREDS)  # still pending or already running
     assert second.status == "skipped" and second.jobid == first.jobid, second.line()
 
     scrapyd.wait_state(first.jobid, ("running",))
     scrapyd.wait_log(first.jobid, "claiming hotels")  # its stop handler is in place
-    third = schedule.schedule_host(host, credentials=CREDS)
+    third = jobs.schedule_host(host, credentials=CREDS)
     assert third.line() == f"{scrapyd.url}: skipped: job {first.jobid} still running"
     assert len(scrapyd.api("listjobs.json?project=hotelimages")["running"]) == 1
 

@@ -20,28 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from scrapy import Request
-from scrapy.exceptions import (
-    CannotResolveHostError,
-    DownloadCancelledError,
-    DownloadConnectionRefusedError,
-    DownloadFailedError,
-    DownloadTimeoutError,
-    IgnoreRequest,
-    ResponseDataLossError,
-    UnsupportedURLSchemeError,
-)
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.utils.asyncio import is_asyncio_available
-from twisted.internet import error as twisted_error
 from twisted.python.failure import Failure
 
-from hotelimages.claims import giving_back
 from hotelimages.config import HotelsConfig
 from hotelimages.fetcher import FetchPolicy, ImageFetcher
 from hotelimages.fingerprint import IMAGE_META_KEY
 from hotelimages.imagecheck import EXTENSIONS, ImageRejected, inspect_image
 from hotelimages.items import FailedImage, HotelItem, StoredImage
 from hotelimages.listing import refused_redirect, url_refusal
+from hotelimages.nodestate import NodeState
+from hotelimages.reasons import download_reason, response_reason, result_reason
 from hotelimages.sharding import hotel_dir, image_relpath
 from hotelimages.storage import remove_temp_files, write_atomic
 
@@ -51,41 +41,6 @@ FAILURE_META_KEY = "hotelimages_failure"
 REDO_META_KEY = "hotelimages_redo"  # the hotel's folder existed: stored files may be reused
 # A temporary file this old cannot belong to a write in progress (writes take milliseconds).
 STALE_TEMP_SECONDS = 300
-
-_EXCEPTION_REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
-    ((DownloadTimeoutError, twisted_error.TimeoutError, TimeoutError), "timeout"),
-    (
-        (DownloadConnectionRefusedError, twisted_error.ConnectionRefusedError, ConnectionRefusedError),
-        "connection_refused",
-    ),
-    ((CannotResolveHostError, twisted_error.DNSLookupError), "dns_error"),
-    ((ResponseDataLossError,), "data_loss"),
-    ((UnsupportedURLSchemeError,), "disallowed_scheme"),
-    ((DownloadFailedError, twisted_error.ConnectionLost, twisted_error.ConnectError), "connection_error"),
-]
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A short reason code for an exception raised while downloading an image."""
-    if isinstance(exc, DownloadCancelledError):
-        return "too_large" if "max" in str(exc).lower() else "cancelled"
-    if isinstance(exc, IgnoreRequest):
-        text = str(exc)
-        if "during decompression" in text:
-            return "decompression_bomb"
-        if "DOWNLOAD_MAXSIZE" in text or "max size" in text:
-            return "too_large"
-        return "redirect_loop" if "redirect" in text.lower() else "ignored"
-    for classes, reason in _EXCEPTION_REASONS:
-        if isinstance(exc, classes):
-            return reason
-    name = type(exc).__name__
-    if "ResponseNeverReceived" in name or "ConnectionLost" in name:
-        return "connection_error"
-    if "Decompression" in name or "decompress" in str(exc).lower():
-        return "decompression_bomb"
-    return f"error_{name.lower()}"
-
 
 class ShardedImagesPipeline(ImagesPipeline):
     """Stores each image of a HotelItem as its original bytes under the hotel's sharded folder."""
@@ -102,6 +57,7 @@ class ShardedImagesPipeline(ImagesPipeline):
             if self.cfg.write_threads else None
         )
         self.stats = crawler.stats
+        self.node = NodeState.of(crawler)
         self.fetcher = self._make_fetcher(crawler.settings)
 
     # Overridable Interface
@@ -167,7 +123,7 @@ class ShardedImagesPipeline(ImagesPipeline):
                     self._executor, self._write_and_hash, path, body
                 )
         except OSError as exc:
-            self.crawler.spider.stop_for_store(exc)
+            self.node.stop_for_store(exc)
             return self._failed(request, "write_error", str(exc))
         return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded",
                             digest)
@@ -175,7 +131,7 @@ class ShardedImagesPipeline(ImagesPipeline):
     def media_failed(self, failure: Any, request: Request, info: Any) -> None:
         # Returning instead of raising keeps Scrapy from logging a traceback per failed
         # image; item_completed reads the reason back from the request.
-        reason = failure_reason(failure.value)
+        reason = download_reason(failure.value)
         self._failed(request, reason, str(failure.value))
 
     def item_completed(self, results: list, item: Any, info: Any) -> Any:
@@ -193,7 +149,7 @@ class ShardedImagesPipeline(ImagesPipeline):
                     value.get("reason") if isinstance(value, dict) else None
                 )
                 if reason is None:
-                    reason = failure_reason(value.value) if hasattr(value, "value") else "unknown"
+                    reason = result_reason(value)
                 item.failed.append(FailedImage(img.id, img.url, img.category, reason))
             # Bound memory: Scrapy would keep every result for the spider's lifetime. The
             # fingerprint is the request's (its URL is normalised), not one rebuilt from img.url.
@@ -244,9 +200,7 @@ class ShardedImagesPipeline(ImagesPipeline):
         """The store-relative path and header facts of a downloaded image; raises ImageRejected."""
         if response.status != 200:
             location = refused_redirect(response)
-            if location:
-                raise ImageRejected("disallowed_scheme", f"redirect to {location[:200]}")
-            raise ImageRejected(f"http_{response.status}")
+            raise ImageRejected(response_reason(response), f"redirect to {location[:200]}" if location else "")
         refusal = url_refusal(response.url, self.cfg.image_hosts)
         if refusal:
             raise ImageRejected(refusal, f"after redirects: {response.url[:200]}")
@@ -266,7 +220,7 @@ class ShardedImagesPipeline(ImagesPipeline):
         return hashlib.sha1(body).hexdigest()
 
     def _stopping(self) -> bool:
-        return giving_back(self.crawler.spider)
+        return self.node.giving_back
 
     def _result(self, request: Request, url: str, body: bytes, width: int, height: int, name: str, status: str,
                 digest: str | None = None) -> dict:

@@ -22,6 +22,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from hotelimages import manifest as mf
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
+from hotelimages.nodestate import NodeState
+from hotelimages.reasons import hotel_status
 from hotelimages.sharding import hotel_dir, resolve_in_store
 from hotelimages.storage import write_atomic
 
@@ -33,22 +35,25 @@ REDIS_RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 class ManifestPipeline:
     """Writes manifests and failure records, and acknowledges claims."""
 
-    def __init__(self, crawler: Any, cfg: HotelsConfig, store: str):
-        self.crawler = crawler
+    def __init__(self, node: NodeState, stats: Any, cfg: HotelsConfig, store: str):
+        self.node = node
         self.cfg = cfg
         self.store = store
         self.store_root = Path(store).resolve()
-        self.stats = crawler.stats
+        self.stats = stats
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> ManifestPipeline:
-        return cls(crawler, HotelsConfig.from_settings(crawler.settings), str(crawler.settings.get("IMAGES_STORE")))
+        return cls(
+            NodeState.of(crawler), crawler.stats, HotelsConfig.from_settings(crawler.settings),
+            str(crawler.settings.get("IMAGES_STORE")),
+        )
 
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, HotelItem):
             return item
-        leases = self.crawler.spider.leases
-        if leases.abandoned:
+        leases = self.node.leases
+        if self.node.giving_back:
             # A stop cut this hotel short: its claim goes back to the queue instead.
             return item
         now = mf.utc_now()
@@ -56,7 +61,7 @@ class ManifestPipeline:
             record = mf.failure_record(
                 item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now, item.entry
             )
-            status = "rejected" if item.failure.startswith("invalid_") else "failed"
+            status = hotel_status(item.failure)
             await self._commit(item, leases, status, failed_json=json.dumps(record))
             logger.warning(
                 "Hotel %(hotel)s failed (%(reason)s): %(detail)s",
@@ -82,8 +87,8 @@ class ManifestPipeline:
         except OSError as exc:
             # Not the hotel's fault: keep the claim (it is requeued when its lease expires).
             logger.error("Cannot write the manifest of hotel %s (%s): left for a retry", item.hotel_id, exc)
-            leases.in_flight.discard(item.entry)
-            self.crawler.spider.stop_for_store(exc)
+            leases.drop(item.entry)
+            self.node.stop_for_store(exc)
             return item
         recorded = await self._commit(
             item, leases, manifest["status"], manifest_json=text,
@@ -98,7 +103,7 @@ class ManifestPipeline:
     async def _keep_recorded_manifest(self, hotel_id: str, path: Path) -> None:
         """Our result was dropped: the file must say what Redis says, or not claim the hotel at all."""
         try:
-            stored = await self.crawler.spider.leases.client.hget(self.cfg.keys.manifests, hotel_id)
+            stored = await self.node.leases.recorded_manifest(hotel_id)
         except REDIS_RETRY_ERRORS:
             stored = None
         recorded = json.loads(stored) if stored else {}
@@ -120,10 +125,10 @@ class ManifestPipeline:
                 recorded = await leases.record(item.entry, item.hotel_id[:200], status=status, **record)
                 break
             except REDIS_RETRY_ERRORS as exc:
-                if leases.abandoned:
+                if self.node.giving_back:
                     logger.warning("Redis unreachable while stopping: hotel %s stays claimed until its lease expires",
                                    item.hotel_id[:80])
-                    leases.in_flight.discard(item.entry)
+                    leases.drop(item.entry)
                     return None
                 logger.warning(
                     "Redis unreachable while recording hotel %(hotel)s (%(error)s); retrying in %(delay).1fs",

@@ -22,11 +22,10 @@ import scrapy
 from redis.exceptions import RedisError
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
-from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.ossignal import install_shutdown_handlers
 
 from hotelimages import manifest as mf
-from hotelimages.claims import LeaseManager, new_owner
+from hotelimages.claims import LeaseManager
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.listing import (
@@ -35,13 +34,11 @@ from hotelimages.listing import (
     check_images,
     parse_listing_json,
     parse_queue_entry,
-    refused_redirect,
     url_refusal,
 )
-from hotelimages.pipelines.images import failure_reason
-from hotelimages.redisconn import async_client, redact_url
+from hotelimages.nodestate import NodeState
+from hotelimages.reasons import INTERNAL_ERROR, listing_reason
 from hotelimages.sharding import InvalidId
-from hotelimages.storage import STORE_FULL_ERRNOS
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +61,22 @@ class HotelsSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> HotelsSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.cfg = HotelsConfig.from_settings(crawler.settings)
-        spider.redis = async_client(spider.cfg.redis_url, spider.cfg.redis_params)
-        spider.leases = LeaseManager(
-            spider.redis, spider.cfg.keys, new_owner(spider.cfg.node_id), spider.cfg.lease_seconds
-        )
-        spider._heartbeat_task = None
-        spider.draining = False
+        spider._node: NodeState | None = None
         crawler.signals.connect(spider._on_spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(spider._on_spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(spider._on_item_error, signal=signals.item_error)
         return spider
+
+    @property
+    def node(self) -> NodeState:
+        """The crawler's shared node state (built with the extensions, after this spider)."""
+        if self._node is None:
+            self._node = NodeState.of(self.crawler)
+        return self._node
+
+    @property
+    def leases(self) -> LeaseManager:
+        """This process's claims."""
+        return self.node.leases
 
     # Overridable Interface
     def parse_listing(self, response: Any) -> ListingPage:
@@ -89,12 +92,11 @@ class HotelsSpider(scrapy.Spider):
         cfg = self.cfg
         logger.info(
             "Node %(owner)s claiming hotels from %(key)s on %(url)s",
-            {"owner": self.leases.owner, "key": cfg.keys.start_ids, "url": redact_url(cfg.redis_url)},
+            {"owner": self.leases.owner, "key": cfg.keys.start_ids, "url": cfg.redis.label},
         )
-        self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         idle_since: float | None = None
         backoff = 0.5
-        while not self.draining:
+        while not self.node.draining:
             room = cfg.max_in_flight - len(self.leases.in_flight)
             if room <= 0:
                 await self._wait_for_room()
@@ -106,7 +108,7 @@ class HotelsSpider(scrapy.Spider):
                         started = await self._start_entries(entries)
                     except REDIS_DOWN:
                         # Not renewed from now on: the leases expire and the hotels are requeued.
-                        self.leases.in_flight.difference_update(entries)
+                        self.leases.drop(*entries)
                         raise
                     for out in started:
                         yield out
@@ -120,7 +122,7 @@ class HotelsSpider(scrapy.Spider):
             except REDIS_DOWN as exc:
                 logger.warning(
                     "Redis unreachable at %(url)s (%(error)s): not claiming; retrying in %(delay).1fs",
-                    {"url": redact_url(cfg.redis_url), "error": exc, "delay": backoff},
+                    {"url": cfg.redis.label, "error": exc, "delay": backoff},
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -146,7 +148,7 @@ class HotelsSpider(scrapy.Spider):
                 "%(n)d hotels unfinished after %(grace).0fs: returning them to the queue",
                 {"n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
             )
-            self.leases.abandoned = True  # the manifest pipeline must not record cut-short hotels
+            self.node.give_back()  # the manifest pipeline must not record cut-short hotels
         raise CloseSpider("shutdown")
 
     async def _wait_for_room(self) -> None:
@@ -166,18 +168,14 @@ class HotelsSpider(scrapy.Spider):
                 parsed.append((raw, exc))
         done: set[str] = set()
         if not self.cfg.force:
-            ids = [p.hotel_id for _, p in parsed if not isinstance(p, Exception)]
-            if ids:
-                found = await self.redis.hmget(self.cfg.keys.manifests, ids)
-                done = {hid for hid, m in zip(ids, found, strict=True) if m is not None}
+            done = await self.leases.done_among([p.hotel_id for _, p in parsed if not isinstance(p, Exception)])
         out: list[Any] = []
         started = mf.utc_now()
         for raw, entry in parsed:
             if isinstance(entry, Exception):
                 out.append(HotelItem(raw, _shown(raw), started, failure=entry.reason, failure_detail=str(entry)))
             elif entry.hotel_id in done and not entry.force:
-                await self.leases.ack(raw)
-                await self.redis.hincrby(self.cfg.keys.stats, "hotels/skipped_done", 1)
+                await self.leases.skip_done(raw)
                 self.crawler.stats.inc_value("hotelimages/hotels/skipped_done")
                 logger.info("Hotel %s is already done: skipped (set HOTELS_FORCE to redo)", entry.hotel_id)
             elif entry.inline_images is not None:
@@ -228,18 +226,12 @@ class HotelsSpider(scrapy.Spider):
             yield HotelItem(raw, hotel_id, started, failure=exc.reason, failure_detail=exc.detail)
         except Exception as exc:  # noqa: BLE001 - a bug must not strand a claimed hotel
             logger.exception("Error parsing the listing of hotel %s", hotel_id)
-            yield HotelItem(raw, hotel_id, started, failure="internal_error", failure_detail=repr(exc)[:300])
+            yield HotelItem(raw, hotel_id, started, failure=INTERNAL_ERROR, failure_detail=repr(exc)[:300])
 
     def listing_failed(self, failure: Any) -> Iterator[Any]:
         kw = failure.request.cb_kwargs
         exc = failure.value
-        if isinstance(exc, HttpError):
-            if refused_redirect(exc.response):
-                reason = "listing_disallowed_scheme"
-            else:
-                reason = f"listing_http_{exc.response.status}"
-        else:
-            reason = f"listing_{failure_reason(exc)}"
+        reason = listing_reason(exc)
         url = urlsplit(failure.request.url)
         shown = f"{url.scheme}://{url.hostname}{url.path}"  # no userinfo or query: API keys stay out
         detail = f"{type(exc).__name__} fetching {shown[:200]}"
@@ -263,21 +255,7 @@ class HotelsSpider(scrapy.Spider):
         return HotelItem(raw, hotel_id, started, images=checked.images, failed=checked.failed,
                          force=force or cfg.force)
 
-    # Leases and shutdown
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.heartbeat_seconds)
-            try:
-                lost = await self.leases.renew()
-                if lost:
-                    logger.warning("Lost the lease of %d hotels (expired and requeued): another node may redo them",
-                                   len(lost))
-                swept = await self.leases.requeue_expired()
-                if swept:
-                    logger.info("Requeued %d hotels whose lease had expired", swept)
-            except RedisError as exc:
-                logger.warning("Lease heartbeat failed (%s); will retry", exc)
-
+    # Shutdown
     def _on_spider_opened(self, spider: Any) -> None:
         # Replace Scrapy's handlers: the first SIGTERM/SIGINT drains instead of cutting
         # downloads short; a second one falls back to Scrapy's own shutdown.
@@ -294,25 +272,11 @@ class HotelsSpider(scrapy.Spider):
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         from twisted.internet import reactor  # noqa: PLC0415 - the installed reactor
 
-        if self.draining:
+        if self.node.draining:
             install_shutdown_handlers(self._scrapy_handler)
             self._scrapy_handler(signum, frame)
             return
         reactor.callFromThread(self._begin_drain, signum)
-
-    def stop_for_store(self, exc: OSError) -> None:
-        """If ``exc`` says the store is full or read-only: stop claiming and give every hotel in flight back.
-
-        Other write errors concern one file, and the caller records them as such.
-        """
-        if exc.errno not in STORE_FULL_ERRNOS or self.leases.abandoned:
-            return
-        logger.error("The store %s cannot be written (%s): stopping; unfinished hotels go back to the queue",
-                     self.crawler.settings.get("IMAGES_STORE"), exc)
-        self.draining = True
-        self.leases.abandoned = True
-        self.leases.freed.set()
-        asyncio.ensure_future(self.crawler.engine.close_spider_async(reason="store_unwritable"))
 
     def _begin_drain(self, signum: int) -> None:
         logger.info(
@@ -320,22 +284,7 @@ class HotelsSpider(scrapy.Spider):
             "send it again to stop at once)",
             {"sig": signal.Signals(signum).name, "n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
         )
-        self.draining = True
-        self.leases.freed.set()
-
-    async def _on_spider_closed(self, spider: Any, reason: str) -> None:
-        if self._heartbeat_task:
-            self._heartbeat_task.cancel()
-        try:
-            released = await self.leases.release_all()
-            if released:
-                logger.info("Returned %d unfinished hotels to the queue", released)
-        except RedisError as exc:
-            logger.warning(
-                "Could not return %d unfinished hotels (%s): they are requeued when their lease expires",
-                len(self.leases.in_flight), exc,
-            )
-        await self.redis.aclose()
+        self.node.drain()
 
     def _on_item_error(self, item: Any, response: Any, spider: Any, failure: Any) -> None:
         if isinstance(item, HotelItem):
@@ -344,9 +293,9 @@ class HotelsSpider(scrapy.Spider):
 
     async def _record_internal_error(self, item: HotelItem, detail: str) -> None:
         """Settle a hotel that a pipeline raised on, so its claim is not renewed forever."""
-        if self.leases.abandoned:
+        if self.node.giving_back:
             return  # stopping: the claim goes back to the queue
-        record = mf.failure_record(item.hotel_id, "internal_error", detail, self.cfg.node_id, mf.utc_now())
+        record = mf.failure_record(item.hotel_id, INTERNAL_ERROR, detail, self.cfg.node_id, mf.utc_now())
         try:
             await self.leases.record(item.entry, item.hotel_id[:200], failed_json=json.dumps(record))
         except RedisError:

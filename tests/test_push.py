@@ -1,4 +1,4 @@
-"""Loading hotel IDs, releasing leases and retrying failures, against a real Redis."""
+"""Reading ID files, pushing hotel IDs, releasing leases and retrying failures, against a real Redis."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hotelimages import loader
+from hotelimages import claims, idfiles, push
 from hotelimages.claims import FINISH_LUA
 from hotelimages.keys import Keys
 from tests.conftest import ROOT
@@ -32,30 +32,30 @@ def pending(client) -> list[str]:
 
 
 def test_parse_lines_skips_blanks_and_comments_and_numbers_lines():
-    out = list(loader.parse_lines(lines("# ids\n7892470\n\n  42 \nbad/id\n"), "ids.txt"))
-    assert out[0] == loader.Candidate("ids.txt", 2, "7892470", "7892470")
-    assert out[1] == loader.Candidate("ids.txt", 4, "42", "42")
-    assert isinstance(out[2], loader.Rejected)
+    out = list(idfiles.parse_lines(lines("# ids\n7892470\n\n  42 \nbad/id\n"), "ids.txt"))
+    assert out[0] == idfiles.Candidate("ids.txt", 2, "7892470", "7892470")
+    assert out[1] == idfiles.Candidate("ids.txt", 4, "42", "42")
+    assert isinstance(out[2], idfiles.Rejected)
     assert (out[2].source, out[2].line, out[2].value) == ("ids.txt", 5, "bad/id")
     assert len(out) == 3
 
 
 def test_parse_lines_uses_the_given_pattern():
-    out = list(loader.parse_lines(["123\n", "abc\n"], pattern=r"[0-9]+"))
+    out = list(idfiles.parse_lines(["123\n", "abc\n"], pattern=r"[0-9]+"))
     assert [type(x).__name__ for x in out] == ["Candidate", "Rejected"]
 
 
 def test_parse_csv_reads_the_named_column_with_physical_line_numbers():
     text = 'name,hotel_id\n"Hotel ""A""",7892470\n"Two\nlines",55\nC,\n'
-    out = list(loader.parse_csv(io.StringIO(text, newline=""), "hotel_id", "h.csv"))
-    assert out[0] == loader.Candidate("h.csv", 2, "7892470", "7892470")
-    assert out[1] == loader.Candidate("h.csv", 4, "55", "55")
-    assert isinstance(out[2], loader.Rejected) and out[2].line == 5
+    out = list(idfiles.parse_csv(io.StringIO(text, newline=""), "hotel_id", "h.csv"))
+    assert out[0] == idfiles.Candidate("h.csv", 2, "7892470", "7892470")
+    assert out[1] == idfiles.Candidate("h.csv", 4, "55", "55")
+    assert isinstance(out[2], idfiles.Rejected) and out[2].line == 5
 
 
 def test_parse_csv_without_the_column_names_the_header():
     with pytest.raises(ValueError, match=r"no column 'id'.*\['name', 'hotel_id'\]"):
-        list(loader.parse_csv(io.StringIO("name,hotel_id\nA,1\n"), "id", "h.csv"))
+        list(idfiles.parse_csv(io.StringIO("name,hotel_id\nA,1\n"), "id", "h.csv"))
 
 
 def test_parse_jsonl_normalises_numeric_ids_and_rejects_bad_records():
@@ -66,8 +66,8 @@ def test_parse_jsonl_normalises_numeric_ids_and_rejects_bad_records():
         '{"hotel_id": "9", "images": "nope"}\n'
         '{"hotel_id": "../x"}\n'
     )
-    out = list(loader.parse_jsonl(lines(text), "l.jsonl"))
-    assert out[0] == loader.Candidate(
+    out = list(idfiles.parse_jsonl(lines(text), "l.jsonl"))
+    assert out[0] == idfiles.Candidate(
         "l.jsonl", 1, "7892470", '{"hotel_id":"7892470","images":[{"id":"1","url":"http://x/1.jpg"}]}'
     )
     assert [(r.line, r.why.split(":")[0]) for r in out[1:]] == [
@@ -79,9 +79,9 @@ def test_parse_jsonl_normalises_numeric_ids_and_rejects_bad_records():
 
 
 def test_entry_hotel_id_reads_bare_ids_and_json_records():
-    assert loader.entry_hotel_id(b"7892470") == "7892470"
-    assert loader.entry_hotel_id(b'{"hotel_id": 5, "images": []}') == "5"
-    assert loader.entry_hotel_id(b"{broken") is None
+    assert claims.entry_hotel_id(b"7892470") == "7892470"
+    assert claims.entry_hotel_id(b'{"hotel_id": 5, "images": []}') == "5"
+    assert claims.entry_hotel_id(b"{broken") is None
 
 
 # ---------------------------------------------------------------- load_ids
@@ -92,19 +92,19 @@ def test_load_ids_counts_every_kind_of_skip_and_keeps_input_order(redis_client):
     redis_client.lpush(KEYS.start_ids, "queued1", json.dumps({"hotel_id": "queued2", "images": []}))
     redis_client.zadd(KEYS.leases, {"leased1": 9e9})
     text = "h1\ndone1\nh2\nqueued1\nh1\nqueued2\nleased1\nbad id\nh3\n../x\n"
-    report = loader.load_ids(redis_client, KEYS, loader.parse_lines(lines(text), "in.txt"), batch_size=2)
+    report = push.load_ids(redis_client, KEYS, idfiles.parse_lines(lines(text), "in.txt"), batch_size=2)
     assert (report.read, report.pushed, report.skipped_done, report.skipped_pending) == (10, 3, 1, 3)
     assert (report.skipped_duplicate, report.invalid) == (1, 2)
     assert [(r.line, r.value) for r in report.invalid_examples] == [(8, "bad id"), (10, "../x")]
     assert pending(redis_client) == ["queued1", '{"hotel_id": "queued2", "images": []}', "h1", "h2", "h3"]
-    text_report = loader.format_load_report(report)
+    text_report = push.format_load_report(report)
     assert "in.txt:8: 'bad id'" in text_report and "pushed            3" in text_report
 
 
 def test_load_ids_force_pushes_done_and_pending_but_not_duplicates(redis_client):
     redis_client.hset(KEYS.manifests, "a", "{}")
     redis_client.lpush(KEYS.start_ids, "b")
-    report = loader.load_ids(redis_client, KEYS, loader.parse_lines(["a\n", "b\n", "a\n"]), force=True)
+    report = push.load_ids(redis_client, KEYS, idfiles.parse_lines(["a\n", "b\n", "a\n"]), force=True)
     assert (report.pushed, report.skipped_done, report.skipped_pending, report.skipped_duplicate) == (2, 0, 0, 1)
     # Forced entries are records that make a node redo the hotel even though it is done.
     assert pending(redis_client) == ["b", '{"hotel_id":"a","force":true}', '{"hotel_id":"b","force":true}']
@@ -112,7 +112,7 @@ def test_load_ids_force_pushes_done_and_pending_but_not_duplicates(redis_client)
 
 def test_load_ids_dry_run_writes_nothing(redis_client):
     redis_client.hset(KEYS.manifests, "a", "{}")
-    report = loader.load_ids(redis_client, KEYS, loader.parse_lines(["a\n", "b\n", "c\n"]), dry_run=True)
+    report = push.load_ids(redis_client, KEYS, idfiles.parse_lines(["a\n", "b\n", "c\n"]), dry_run=True)
     assert (report.pushed, report.skipped_done, report.dry_run) == (2, 1, True)
     assert redis_client.keys("*") == [KEYS.manifests.encode()]
 
@@ -120,7 +120,7 @@ def test_load_ids_dry_run_writes_nothing(redis_client):
 def test_load_ids_pushes_jsonl_records_and_skips_their_queued_ids(redis_client):
     redis_client.lpush(KEYS.start_ids, "2")
     text = '{"hotel_id": "1", "images": []}\n{"hotel_id": 2, "images": []}\n'
-    report = loader.load_ids(redis_client, KEYS, loader.parse_jsonl(lines(text)))
+    report = push.load_ids(redis_client, KEYS, idfiles.parse_jsonl(lines(text)))
     assert (report.pushed, report.skipped_pending) == (1, 1)
     assert pending(redis_client) == ["2", '{"hotel_id":"1","images":[]}']
 
@@ -128,14 +128,14 @@ def test_load_ids_pushes_jsonl_records_and_skips_their_queued_ids(redis_client):
 def test_load_600000_ids(redis_client):
     ids = [f"{7_000_000 + i}" for i in range(600_000)]
     started = time.monotonic()
-    report = loader.load_ids(redis_client, KEYS, loader.parse_lines(x + "\n" for x in ids))
+    report = push.load_ids(redis_client, KEYS, idfiles.parse_lines(x + "\n" for x in ids))
     seconds = time.monotonic() - started
     assert report.pushed == 600_000
     assert redis_client.llen(KEYS.start_ids) == 600_000
     assert redis_client.rpop(KEYS.start_ids) == b"7000000"
     memory = redis_client.memory_usage(KEYS.start_ids)
     print(f"\npushed 600,000 IDs in {seconds:.2f}s ({600_000 / seconds:,.0f}/s); list ~{memory / 600_000:.1f} B/ID")
-    again = loader.load_ids(redis_client, KEYS, loader.parse_lines(x + "\n" for x in ids[:1000]))
+    again = push.load_ids(redis_client, KEYS, idfiles.parse_lines(x + "\n" for x in ids[:1000]))
     assert (again.pushed, again.skipped_pending) == (1, 999)  # the one popped above goes back on
 
 
@@ -148,9 +148,9 @@ def lease(client, entry: str, owner: str, deadline: float = 9e9) -> None:
 
 
 def test_owner_matches_a_process_or_a_whole_node():
-    assert loader.owner_matches("pc1/42-ab", "pc1")
-    assert loader.owner_matches("pc1/42-ab", "pc1/42-ab")
-    assert not loader.owner_matches("pc10/42-ab", "pc1")
+    assert claims.owner_matches("pc1/42-ab", "pc1")
+    assert claims.owner_matches("pc1/42-ab", "pc1/42-ab")
+    assert not claims.owner_matches("pc10/42-ab", "pc1")
 
 
 def test_release_owner_requeues_dead_owners_and_spares_live_ones(redis_client):
@@ -158,13 +158,13 @@ def test_release_owner_requeues_dead_owners_and_spares_live_ones(redis_client):
     lease(redis_client, "2", "pc1/2-b")
     lease(redis_client, "3", "pc10/3-c")
     redis_client.hset(KEYS.node("pc1/2-b"), "pid", 2)
-    dry = loader.release_owner(redis_client, KEYS, "pc1", dry_run=True)
+    dry = claims.release_owner(redis_client, KEYS, "pc1", dry_run=True)
     assert (dry.released, dry.live_skipped) == ({"pc1/1-a": 1}, {"pc1/2-b": 1})
     assert redis_client.llen(KEYS.start_ids) == 0
-    report = loader.release_owner(redis_client, KEYS, "pc1")
+    report = claims.release_owner(redis_client, KEYS, "pc1")
     assert (report.released, report.total) == ({"pc1/1-a": 1}, 1)
     assert pending(redis_client) == ["1"]
-    assert loader.release_owner(redis_client, KEYS, "pc1", force=True).released == {"pc1/2-b": 1}
+    assert claims.release_owner(redis_client, KEYS, "pc1", force=True).released == {"pc1/2-b": 1}
     assert sorted(redis_client.hkeys(KEYS.lease_owners)) == [b"3"]
     assert redis_client.zrange(KEYS.leases, 0, -1) == [b"3"]
     # The owner's own acknowledgement now finds nothing, so the hotel is not acknowledged twice.
@@ -182,13 +182,13 @@ def test_retry_failed_by_reason_and_all(redis_client):
     failure(redis_client, "2", "listing_http_404")
     failure(redis_client, "3", "listing_http_503", entry='{"hotel_id":"3","images":[]}')
     redis_client.hset(KEYS.failed, "4", "not json")
-    dry = loader.retry_failed(redis_client, KEYS, dry_run=True)
+    dry = claims.retry_failed(redis_client, KEYS, dry_run=True)
     assert dry.by_reason == {"listing_http_503": 2, "listing_http_404": 1, "unreadable": 1} and dry.moved == 0
     assert redis_client.hlen(KEYS.failed) == 4
-    some = loader.retry_failed(redis_client, KEYS, reasons=["listing_http_503"])
+    some = claims.retry_failed(redis_client, KEYS, reasons=["listing_http_503"])
     assert (some.matched, some.moved) == (2, 2)
     assert sorted(pending(redis_client)) == ["1", '{"hotel_id":"3","images":[]}']
-    rest = loader.retry_failed(redis_client, KEYS)
+    rest = claims.retry_failed(redis_client, KEYS)
     assert (rest.matched, rest.moved) == (2, 2)
     assert redis_client.hlen(KEYS.failed) == 0
     assert redis_client.llen(KEYS.start_ids) == 4
@@ -236,7 +236,7 @@ def test_requeue_and_retry_failed_scripts(redis_url, redis_client):
 
 
 def test_ordered_pusher_keeps_order_and_hands_errors_to_the_caller():
-    from hotelimages.loader import _OrderedPusher
+    from hotelimages.push import _OrderedPusher
 
     pushed: list[int] = []
 
