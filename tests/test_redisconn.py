@@ -67,7 +67,8 @@ def test_redis_host_and_port_are_honoured_by_the_node_clients(redis_url, redis_c
 
 def test_a_wrong_port_is_not_silently_replaced_by_the_default(redis_url):
     parts = urlsplit(redis_url)
-    settings = Settings({"REDIS_HOST": parts.hostname, "REDIS_PORT": "1", "REDIS_PARAMS": {"socket_connect_timeout": 2}})
+    params = {"socket_connect_timeout": 2}
+    settings = Settings({"REDIS_HOST": parts.hostname, "REDIS_PORT": "1", "REDIS_PARAMS": params})
     client = sync_client(redis_target(settings))
     with pytest.raises(redis.ConnectionError):
         client.ping()
