@@ -6,9 +6,12 @@ values here are read through ``hotelimages.config.HotelsConfig`` only.
 
 import socket
 
-#: The shared Redis (``redis://:password@host:6379/0``, ``rediss://`` for TLS).
+#: The shared Redis (``redis://:password@host:6379/0``, ``rediss://`` for TLS). Used when none of
+#: REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB is set; otherwise they are read as scrapy-redis
+#: reads them (REDIS_URL wins; see ``redisconn``).
 REDIS_URL = "redis://127.0.0.1:6379/0"
-#: Extra keyword arguments for the Redis client (timeouts, TLS options).
+#: Extra keyword arguments for the Redis client (timeouts, TLS options), over scrapy-redis's own;
+#: a REDIS_PARAMS setting adds to and overrides these.
 REDIS_PARAMS: dict = {"socket_timeout": 30, "socket_connect_timeout": 10, "health_check_interval": 30}
 #: Prefix of every Redis key of the project but the input list.
 HOTELS_KEY_PREFIX = "hotels"
