@@ -597,3 +597,44 @@ def test_record_without_a_claim_and_without_a_previous_result_is_kept(redis_url,
     assert run(redis_url, steps) is True
     key = KEYS.manifests if kind == "manifest" else KEYS.failed
     assert redis_client.hlen(key) == 1
+
+
+# ---------------------------------------------------------------- done-check, key lists
+
+
+def test_done_check_finds_recorded_hotels_and_skip_done_acks_and_counts(redis_url, redis_client):
+    redis_client.hset(KEYS.manifests, "2", "{}")
+    redis_client.lpush(KEYS.start_ids, "1", "2")
+
+    async def steps(client):
+        leases = LeaseManager(client, KEYS, OWNER_A, 60)
+        entries = await leases.claim(2)
+        done = await leases.done_among(["1", "2"])
+        await leases.skip_done(b"2")
+        return entries, done, await leases.done_among([]), leases.in_flight
+
+    entries, done, none, in_flight = run(redis_url, steps)
+    assert (sorted(entries), done, none, in_flight) == ([b"1", b"2"], {"2"}, set(), {b"1"})
+    assert set(leases(redis_client)) == {b"1"}
+    assert stats(redis_client)[b"hotels/skipped_done"] == b"1"
+
+
+def test_each_script_builds_its_key_list_from_the_key_names_once():
+    staging = Keys("staging", "staging:ids")
+    assert claims.CLAIM.keys(staging) == ["staging:ids", "staging:leases", "staging:lease_owners", "staging:stats"]
+    assert claims.PUSH_NEW.keys(staging) == ["staging:manifests", "staging:ids"]
+    assert claims.RETRY_FAILED.keys(staging) == ["staging:failed", "staging:ids"]
+    scripts = [v for v in vars(claims).values() if isinstance(v, claims.LuaScript)]
+    assert len(scripts) == 7 and all(len(s.keys(staging)) == len(s.key_names) for s in scripts)
+
+
+def test_the_same_script_object_serves_blocking_and_asyncio_clients(redis_url, redis_client):
+    redis_client.lpush(KEYS.start_ids, "a", "b")
+    blocking = claims.BoundScripts(redis_client, KEYS)
+    assert blocking.run(claims.CLAIM, 1, 60, OWNER_A) == [b"a"]
+
+    async def steps(client):
+        return await claims.BoundScripts(client, KEYS).run(claims.CLAIM, 1, 60, OWNER_B)
+
+    assert run(redis_url, steps) == [b"b"]
+    assert owners(redis_client) == {b"a": OWNER_A.encode(), b"b": OWNER_B.encode()}
