@@ -61,7 +61,7 @@ class HotelsSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> HotelsSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.cfg = HotelsConfig.from_settings(crawler.settings)
-        spider._node: NodeState | None = None
+        spider._node = None
         crawler.signals.connect(spider._on_spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(spider._on_item_error, signal=signals.item_error)
         return spider
