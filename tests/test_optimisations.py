@@ -12,9 +12,9 @@ import sys
 
 from crawling import demo_server, files_under, run_crawl, scratch_db
 
-from hotelimages.bench.configs import BEFORE_SETTINGS
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env
+from benchmarks.configs import BEFORE_SETTINGS
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 
