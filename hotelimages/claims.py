@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import uuid
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from hotelimages.keys import Keys
@@ -84,9 +86,10 @@ return #expired
 """
 
 
-# KEYS: leases, owners, manifests, failed, stats.
+# KEYS: leases, owners, manifests, failed, stats, reasons, the node's reasons.
 # ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1),
-# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis).
+# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis),
+# then pairs of reason field (``image/<reason>``, ``hotel/<reason>``) and count.
 # Records a hotel's outcome and acknowledges its claim in one step. A result for a
 # hotel that is already recorded is dropped (returns 0) unless the claim was forced,
 # so every hotel has exactly one result and the counters count it once.
@@ -117,8 +120,25 @@ else
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[5])
   redis.call('HINCRBY', KEYS[5], 'events/hotel_failed', 1)
 end
+for i = 11, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[6], ARGV[i], tonumber(ARGV[i + 1]))
+  redis.call('HINCRBY', KEYS[7], ARGV[i], tonumber(ARGV[i + 1]))
+end
 return 1
 """
+
+
+def reason_counts(kind: str, text: str, image_reasons: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The reason counters one recorded outcome adds: ``hotel/<reason>`` or ``image/<reason>`` per failed image."""
+    if kind == "failed":
+        try:
+            reason = json.loads(text).get("reason")
+        except (ValueError, AttributeError):
+            reason = None
+        return {f"hotel/{str(reason or 'unknown')[:64]}": 1}
+    if image_reasons is None:
+        image_reasons = Counter(str(f.get("reason") or "unknown") for f in json.loads(text).get("failed") or ())
+    return {f"image/{reason[:64]}": int(n) for reason, n in image_reasons.items() if n}
 
 
 def giving_back(spider: Any) -> bool:
@@ -159,6 +179,8 @@ class LeaseManager:
         self.freed = asyncio.Event()
         # Set when a stop cut hotels short: their outcomes are not recorded, their claims go back.
         self.abandoned = False
+        # Reason counters this process recorded (``image/<reason>``, ``hotel/<reason>``), for its progress samples.
+        self.recorded_reasons: Counter[str] = Counter()
         self._claim = client.register_script(CLAIM_LUA)
         self._renew = client.register_script(RENEW_LUA)
         self._finish = client.register_script(FINISH_LUA)
@@ -196,21 +218,28 @@ class LeaseManager:
         failed_images: int = 0,
         force: bool = False,
         status: str = "",
+        image_reasons: Mapping[str, int] | None = None,
     ) -> bool:
         """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
 
         Returns False if the hotel had already been recorded (by another claim, or
         earlier) and ``force`` is not set; this result is then dropped. The caller
-        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given).
+        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given);
+        ``image_reasons`` counts its failed images by reason (read from it if not given).
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         if kind == "manifest" and not status:
             status = json.loads(manifest_json)["status"]
+        reasons = reason_counts(kind, text, image_reasons)
         k = self.keys
         n = await self._record(
-            keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats],
-            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status],
+            keys=[k.leases, k.lease_owners, k.manifests, k.failed, k.stats, k.reasons,
+                  k.node_reasons(self.owner.rsplit("/", 1)[0])],
+            args=[self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status,
+                  *(x for pair in reasons.items() for x in pair)],
         )
+        if n:
+            self.recorded_reasons.update(reasons)
         return bool(n)
 
     def forget(self, entry: bytes) -> None:
