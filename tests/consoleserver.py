@@ -58,3 +58,69 @@ def request(url: str, data: dict | None = None, user: str = "", password: str | 
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def start_node(redis_url: str, base_url: str, store, node_id: str, *settings: str) -> subprocess.Popen:
+    """A ``scrapy crawl hotels`` process of the demo set-up, running in the background (output discarded)."""
+    from hotelimages.demo.run import crawl_env  # noqa: PLC0415 - as tests/crawling.py does
+
+    args = [sys.executable, "-m", "scrapy", "crawl", "hotels", "-s", "HOTELS_IDLE_CLOSE_SECONDS=2",
+            "-s", "HOTELS_POLL_SECONDS=0.2", "-s", "HOTELS_PROGRESS_INTERVAL=1", "-s", "LOG_LEVEL=WARNING"]
+    for s in settings:
+        args += ["-s", s]
+    return subprocess.Popen(args, cwd=ROOT, env=crawl_env(redis_url, base_url, store, node_id),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def half_broken_server(delay: float = 0.02):
+    """A listing server whose hotels have 4 photos each, 2 served and 2 answering 404; yields its base URL."""
+    import io  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, "PNG")
+    png = buf.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            parts = self.path.strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "hotels":
+                base = f"http://{self.headers['Host']}"
+                hotel = parts[1]
+                images = [{"id": f"{hotel}{n}", "url": f"{base}/img/{hotel}/{n}.png", "category": "cover"}
+                          for n in range(4)]
+                self._send(200, json.dumps({"hotel_id": hotel, "images": images, "next": None}).encode(),
+                           "application/json")
+            elif len(parts) == 3 and parts[0] == "img":
+                time.sleep(delay)
+                if int(parts[2].split(".")[0]) % 2:
+                    self._send(404, b"gone", "text/plain")
+                else:
+                    self._send(200, png, "image/png")
+            else:
+                self._send(404, b"", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
