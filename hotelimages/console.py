@@ -130,13 +130,14 @@ def chart_series(nodes: list[status.NodeStatus], t1: float, seconds: float, poin
 
     ``t`` holds bucket mid-times; every other list is aligned with it and holds ``None``
     where no sample covers a bucket, so lines show gaps as gaps: photos/s and MB/s per
-    node and for the fleet, the fleet's done and pending hotels, and failures per minute
-    by reason (from the processes' own recorded reason counts).
+    node and for the fleet, the fleet's done and pending hotels, the hotels in flight (the
+    processes' own counts, each one's newest in the bucket, added up) and failures per
+    minute by reason (from the processes' own recorded reason counts).
     """
     histories = {n.owner: [s for s in n.history if not seconds or s.t >= t1 - seconds] for n in nodes}
     samples = [s for h in histories.values() for s in h]
     if not samples:
-        return {"t": [], "images": {}, "mb": {}, "done": [], "pending": [], "reasons": {}}
+        return {"t": [], "images": {}, "mb": {}, "done": [], "pending": [], "in_flight": [], "reasons": {}}
     t0 = t1 - seconds if seconds else min(s.t for s in samples)
     width = max((t1 - t0) / points, _median_step(list(histories.values())), 1e-3)
     count = max(int(math.ceil((t1 - t0) / width)), 1)
@@ -185,11 +186,18 @@ def chart_series(nodes: list[status.NodeStatus], t1: float, seconds: float, poin
     done: list[int | None] = [None] * count
     pending: list[int | None] = [None] * count
     newest: list[float] = [-math.inf] * count
-    for s in samples:
-        k = min(max(int((s.t - t0) // width), 0), count - 1)
-        if s.t >= newest[k]:
-            newest[k], done[k], pending[k] = s.t, s.done, s.pending
-    return {"t": t, "images": images, "mb": mb, "done": done, "pending": pending, "reasons": by_reason}
+    in_flight: list[int | None] = [None] * count
+    for h in histories.values():
+        own: dict[int, int] = {}
+        for s in h:
+            k = min(max(int((s.t - t0) // width), 0), count - 1)
+            own[k] = s.in_flight  # samples are oldest first: the newest in the bucket stays
+            if s.t >= newest[k]:
+                newest[k], done[k], pending[k] = s.t, s.done, s.pending
+        for k, n in own.items():
+            in_flight[k] = (in_flight[k] or 0) + n
+    return {"t": t, "images": images, "mb": mb, "done": done, "pending": pending, "in_flight": in_flight,
+            "reasons": by_reason}
 
 
 def payload(fleet: status.FleetStatus, seconds: float, controls: bool) -> dict[str, Any]:

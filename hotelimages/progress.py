@@ -10,7 +10,7 @@ and publishes, with the asyncio Redis client:
 * ``hotels:node:<owner>``: a hash of this process's figures (fields in ``HEARTBEAT_FIELDS``),
   expiring after ``max(3 * interval, 30)`` seconds, so a key that is present means a live process;
 * ``hotels:history:<owner>``: a capped list (newest first) of JSON samples
-  ``{"t", "hotels", "images", "bytes", "failures", "done", "pending"}`` where ``t`` is Redis server
+  ``{"t", "hotels", "images", "bytes", "failures", "done", "pending", "in_flight"}`` where ``t`` is Redis server
   time and ``done``/``pending`` are the fleet's manifests and pending entries at that moment,
   which gives ``status`` throughput over time per process and the fleet's completion curve;
   a sample also carries ``reasons``, this process's recorded failure counts by reason (if any).
@@ -313,7 +313,7 @@ class HotelsProgress:
             heartbeat["disk_free"], heartbeat["disk_total"] = disk
         sample = {
             "t": round(server_now, 3), "hotels": counts.hotels, "images": counts.images, "bytes": counts.bytes,
-            "failures": counts.failures, "done": int(done), "pending": int(pending),
+            "failures": counts.failures, "done": int(done), "pending": int(pending), "in_flight": in_flight,
         }
         if state != "running":
             sample["state"] = state

@@ -42,6 +42,7 @@ class Sample:
     failures: int = 0
     done: int = 0
     pending: int = 0
+    in_flight: int = 0  # this process's hotels in flight
     state: str = ""
     reasons: dict[str, int] = field(default_factory=dict)  # this process's failures by reason, cumulative
 
@@ -51,7 +52,8 @@ class Sample:
             data = json.loads(raw)
             return cls(
                 t=float(data["t"]),
-                **{k: int(data.get(k, 0)) for k in ("hotels", "images", "bytes", "failures", "done", "pending")},
+                **{k: int(data.get(k, 0)) for k in ("hotels", "images", "bytes", "failures", "done", "pending",
+                                                    "in_flight")},
                 state=str(data.get("state", "")),
                 reasons={str(k): int(v) for k, v in (data.get("reasons") or {}).items()},
             )

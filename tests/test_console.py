@@ -49,8 +49,12 @@ def test_chart_series_rates_per_node_and_fleet_with_gaps_as_nulls():
 def test_chart_series_done_and_pending_jump_where_they_jumped():
     h = [s(T0, done=0, pending=0), s(T0 + 10, done=0, pending=0), s(T0 + 20, done=0, pending=1996),
          s(T0 + 30, done=50, pending=1946)]
-    ch = console.chart_series([node("pc1/1", h)], T0 + 40, 40, points=4)
-    assert ch["pending"] == [0, 0, 1996, 1946] and ch["done"] == [0, 0, 0, 50]
+    h[3].in_flight = 16
+    other = [s(T0 + 31, done=51, pending=1945)]
+    other[0].in_flight = 8
+    ch = console.chart_series([node("pc1/1", h), node("pc2/1", other)], T0 + 40, 40, points=4)
+    assert ch["pending"] == [0, 0, 1996, 1945] and ch["done"] == [0, 0, 0, 51]
+    assert ch["in_flight"] == [0, 0, 0, 24]
 
 
 def test_chart_series_failures_per_minute_by_reason():

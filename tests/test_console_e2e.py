@@ -77,7 +77,7 @@ def browser(tmp_path):
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                "--window-size=1280,1900"):
+                "--window-size=1280,1350"):
         options.add_argument(arg)
     drv = webdriver.Chrome(service=Service(driver), options=options)
     try:
@@ -136,6 +136,9 @@ def test_live_page_during_a_two_node_crawl(redis_url, redis_client, browser, tmp
         assert redis_client.hlen(KEYS.failed) == len(listing_404)
         wait_for(lambda: text(browser, "percent") == "100.0%", 30, "100% done on the page")
         assert browser.execute_script("return window.notReloaded === true;")
+        browser.find_element("css selector", "#ranges button[data-range='job']").click()
+        wait_for(lambda: browser.execute_script("return window.hotelConsole.data.range_seconds === 0;"), 10,
+                 "the whole job's charts")
         browser.save_screenshot(str(tmp_path / "console.png"))
         if os.environ.get("HOTELIMAGES_SCREENSHOT"):  # how docs/console.png was made
             shutil.copy(tmp_path / "console.png", os.environ["HOTELIMAGES_SCREENSHOT"])

@@ -135,7 +135,7 @@
     const ch = d.charts;
     chart("chart-images", ch.images, ch.t);
     chart("chart-mb", ch.mb, ch.t);
-    chart("chart-queue", {done: ch.done, pending: ch.pending}, ch.t);
+    chart("chart-queue", {done: ch.done, pending: ch.pending, "in flight": ch.in_flight}, ch.t);
     chart("chart-reasons", ch.reasons, ch.t);
 
     const live = d.nodes.filter((n) => n.state === "live");
