@@ -143,44 +143,34 @@ def chart_series(nodes: list[status.NodeStatus], t1: float, seconds: float, poin
     count = max(int(math.ceil((t1 - t0) / width)), 1)
     t = [round(t0 + (k + 0.5) * width, 3) for k in range(count)]
 
-    def traffic(a: status.Sample, b: status.Sample) -> dict[str, float]:
-        return {"images": max(b.images - a.images, 0), "mb": max(b.bytes - a.bytes, 0) / status.MB}
+    def delta(a: status.Sample, b: status.Sample) -> dict[str, float]:
+        out = {"images": max(b.images - a.images, 0), "mb": max(b.bytes - a.bytes, 0) / status.MB}
+        for r, n in b.reasons.items():
+            if n > a.reasons.get(r, 0):
+                out["reason/" + r] = n - a.reasons.get(r, 0)
+        return out
 
-    def reasons(a: status.Sample, b: status.Sample) -> dict[str, float]:
-        return {r: n - a.reasons.get(r, 0) for r, n in b.reasons.items() if n > a.reasons.get(r, 0)}
-
-    by_node: dict[str, list[list[status.Sample]]] = {}
-    for n in nodes:
-        by_node.setdefault(n.node_id, []).append(histories[n.owner])
+    # One pass over each process's history; processes of one node add up, nodes add up to the fleet.
+    spreads = {owner: spread([h], t0, width, count, delta) for owner, h in histories.items()}
+    zeros = [0.0] * count
     images: dict[str, list[float | None]] = {}
     mb: dict[str, list[float | None]] = {}
-    for node_id, node_histories in sorted(by_node.items()):
-        if all(len(h) < 2 for h in node_histories):
+    for node_id in sorted({n.node_id for n in nodes}):
+        owners = [n.owner for n in nodes if n.node_id == node_id and len(histories[n.owner]) >= 2]
+        if not owners:
             continue
-        line_images: list[list[float | None]] = []
-        line_mb: list[list[float | None]] = []
-        for h in node_histories:  # processes of one node add up
-            amounts, covered = spread([h], t0, width, count, traffic)
-            line_images.append(_rates(amounts.get("images", [0.0] * count), covered))
-            line_mb.append(_rates(amounts.get("mb", [0.0] * count), covered))
-        images[node_id], mb[node_id] = _sum_lines(line_images), _sum_lines(line_mb)
+        images[node_id] = _sum_lines([_rates(spreads[o][0].get("images", zeros), spreads[o][1]) for o in owners])
+        mb[node_id] = _sum_lines([_rates(spreads[o][0].get("mb", zeros), spreads[o][1]) for o in owners])
     if images:
         images = {"fleet": _sum_lines(list(images.values())), **images}
         mb = {"fleet": _sum_lines(list(mb.values())), **mb}
 
-    reason_lines: dict[str, list[list[float | None]]] = {}
-    for h in histories.values():
-        amounts, covered = spread([h], t0, width, count, reasons)
-        for name in amounts:
-            reason_lines.setdefault(name, [])
-        for name in reason_lines:
-            reason_lines[name].append(_rates(amounts.get(name, [0.0] * count), covered, per=60.0))
-    # A reason first seen late still has its zeros wherever other processes were heard from.
-    coverage = [spread([h], t0, width, count, lambda a, b: {})[1] for h in histories.values()]
-    heard = [any(c[k] > 0 for c in coverage) for k in range(count)]
+    names = sorted({name[7:] for amounts, _c in spreads.values() for name in amounts if name.startswith("reason/")})
+    # A reason first seen late still has its zeros wherever any process was heard from.
+    heard = [any(c[k] > 0 for _a, c in spreads.values()) for k in range(count)]
     by_reason = {}
-    for name, lines in sorted(reason_lines.items()):
-        summed = _sum_lines(lines)
+    for name in names:
+        summed = _sum_lines([_rates(a.get("reason/" + name, zeros), c, per=60.0) for a, c in spreads.values()])
         by_reason[name] = [(v or 0.0) if heard[k] else None for k, v in enumerate(summed)]
 
     done: list[int | None] = [None] * count
@@ -200,10 +190,11 @@ def chart_series(nodes: list[status.NodeStatus], t1: float, seconds: float, poin
             "reasons": by_reason}
 
 
-def payload(fleet: status.FleetStatus, seconds: float, controls: bool) -> dict[str, Any]:
-    """The JSON the page draws: the status figures, the chart series and what the page may offer."""
+def payload(fleet: status.FleetStatus, seconds: float, controls: bool, charts: dict | None = None) -> dict[str, Any]:
+    """The JSON the page draws: the status figures, the chart series (made from ``fleet`` unless given)
+    and what the page may offer."""
     data = fleet.to_json()
-    data["charts"] = chart_series(fleet.nodes, fleet.at, seconds)
+    data["charts"] = charts if charts is not None else chart_series(fleet.nodes, fleet.at, seconds)
     data["range_seconds"] = seconds
     data["controls"] = {"enabled": controls, "pause": False}
     return data
@@ -257,6 +248,7 @@ class Console:
         self.client = client
         self.config = config
         self._cache: dict[float, tuple[float, dict[str, Any]]] = {}
+        self._charts: dict[float, tuple[float, dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------ reading
@@ -269,16 +261,31 @@ class Console:
             thresholds=cfg.thresholds,
         )
 
+    def chart_ttl(self, seconds: float) -> float:
+        """How long a range's charts are reused: a tenth of a bucket (a day: 29 s; the whole job: 30 s)."""
+        return max(self.config.cache_seconds, seconds / CHART_POINTS / 10 if seconds else 30.0)
+
     async def status_json(self, seconds: float) -> dict[str, Any]:
-        """``payload`` for a range, shared by every page that asks within ``cache_seconds``."""
+        """``payload`` for a range, shared by every page that asks within ``cache_seconds``.
+
+        The figures are read afresh each time (the window's samples only); a range's
+        charts, which need its whole history, only when they are older than ``chart_ttl``.
+        """
         async with self._lock:
+            now = time.monotonic()
             hit = self._cache.get(seconds)
-            if hit is not None and time.monotonic() - hit[0] < self.config.cache_seconds:
+            if hit is not None and now - hit[0] < self.config.cache_seconds:
                 return hit[1]
-            fleet = await asyncio.to_thread(self.gather, seconds, seconds == 0)
-            data = payload(fleet, seconds, controls=bool(self.config.password))
+            charts = self._charts.get(seconds)
+            if charts is None or now - charts[0] >= self.chart_ttl(seconds):
+                fleet = await asyncio.to_thread(self.gather, seconds, seconds == 0)
+                charts = (now, chart_series(fleet.nodes, fleet.at, seconds))
+                self._charts[seconds] = charts
+            else:
+                fleet = await asyncio.to_thread(self.gather)
+            data = payload(fleet, seconds, controls=bool(self.config.password), charts=charts[1])
             data["refresh"] = self.config.refresh
-            self._cache[seconds] = (time.monotonic(), data)
+            self._cache[seconds] = (now, data)
             return data
 
     async def index(self, request: web.Request) -> web.StreamResponse:
@@ -324,6 +331,11 @@ class Console:
                                        content_type="application/json")
         return name[:64] or "operator"
 
+    def _forget(self) -> None:
+        """After a control: the next page update reads everything afresh."""
+        self._cache.clear()
+        self._charts.clear()
+
     async def _body(self, request: web.Request, name: str) -> str:
         try:
             value = (await request.json()).get(name)
@@ -341,7 +353,7 @@ class Console:
         logger.info("Console: %(user)s from %(peer)s requeued %(n)d leases of %(owner)s (live, left alone: %(live)s)",
                     {"user": user, "peer": request.remote, "n": report.total, "owner": owner,
                      "live": report.live_skipped or "none"})
-        self._cache.clear()
+        self._forget()
         return web.json_response({"requeued": report.total, "released": report.released,
                                   "live_skipped": report.live_skipped})
 
@@ -351,7 +363,7 @@ class Console:
         report = await asyncio.to_thread(retry_failed, self.client, self.config.keys, reasons=[reason])
         logger.info("Console: %(user)s from %(peer)s retried %(n)d failed hotels with reason %(reason)s",
                     {"user": user, "peer": request.remote, "n": report.moved, "reason": reason})
-        self._cache.clear()
+        self._forget()
         return web.json_response({"moved": report.moved, "reason": reason})
 
     async def failed_csv(self, request: web.Request) -> web.StreamResponse:

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hotelimages import alerts
@@ -49,15 +49,14 @@ class Sample:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Sample | None:
         try:
-            data = json.loads(raw)
+            d = json.loads(raw)
+            get = d.get
             return cls(
-                t=float(data["t"]),
-                **{k: int(data.get(k, 0)) for k in ("hotels", "images", "bytes", "failures", "done", "pending",
-                                                    "in_flight")},
-                state=str(data.get("state", "")),
-                reasons={str(k): int(v) for k, v in (data.get("reasons") or {}).items()},
+                float(d["t"]), int(get("hotels", 0)), int(get("images", 0)), int(get("bytes", 0)),
+                int(get("failures", 0)), int(get("done", 0)), int(get("pending", 0)), int(get("in_flight", 0)),
+                str(get("state", "")), {str(k): int(v) for k, v in (get("reasons") or {}).items()},
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -137,7 +136,8 @@ class FleetStatus:
 
     def to_json(self, history: bool = False) -> dict[str, Any]:
         """The figures as a JSON-ready dict; samples only with ``history``."""
-        data = asdict(self)
+        nodes = self.nodes if history else [replace(n, history=[]) for n in self.nodes]
+        data = asdict(replace(self, nodes=nodes))
         data["live_nodes"] = len(self.live)
         data["gone_nodes"] = len(self.gone)
         data["percent_done"] = self.percent_done
