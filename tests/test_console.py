@@ -196,3 +196,20 @@ def test_page_json_metrics_and_controls(redis_url, redis_client):
     assert "ann from 127.0.0.1 retried 1 failed hotels with reason listing_timeout" in log
     assert "ann from 127.0.0.1 requeued 1 leases of pc2/7-z" in log
     assert "ann from 127.0.0.1 exported the failed hotels" in log
+
+
+def test_docs_rules_and_dashboard_name_only_metrics_that_exist():
+    import re
+
+    from tests.conftest import ROOT
+
+    fleet = literal_status()
+    fleet.reasons = fleet.nodes[0].reasons = {"image/http_404": 1}
+    fleet.last_progress_at = T0
+    fleet.failure_rate, fleet.redis_memory = 0.1, {"used_memory": 1, "maxmemory": 2}
+    exposed = set()
+    for family in metrics.families(fleet):
+        exposed.update(sample.name for sample in family.samples)
+    for doc in ("docs/monitoring/alerts.yml", "docs/monitoring/grafana-dashboard.json", "docs/OPERATIONS.md"):
+        named = set(re.findall(r"\bhotelimages_[a-z_]+[a-z]", (ROOT / doc).read_text()))
+        assert named and named <= exposed, (doc, named - exposed)
