@@ -429,8 +429,7 @@ def serve(client: Any, config: ConsoleConfig, host: str, port: int, ready: Calla
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the port when asked for 0
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = runner.addresses[0][1] if runner.addresses else port  # the port chosen when asked for 0
         url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
         logger.info("Console on %(url)s (controls %(state)s)",
                     {"url": url, "state": "on" if config.password else f"off: {PASSWORD_ENV} is not set"})
