@@ -341,27 +341,27 @@ def test_policy_follows_scrapy_settings():
     assert dict(on.headers)["User-Agent"] == "hotelimages-test/1"
 
 
-def test_client_errors_map_to_scrapys_exceptions():
-    import socket
+def test_curl_errors_map_to_scrapys_exceptions():
+    import errno
 
+    import pycurl
     from scrapy.exceptions import CannotResolveHostError, DownloadFailedError
 
-    from hotelimages.fetcher import scrapy_exception
-    from hotelimages.httpclient import BodyCutShort, ClosedInHead
+    from hotelimages.fetcher import curl_exception
 
     url = "http://h/a.jpg"
-    every_address_refused = OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 80, 0, 0), "
-                                    "[Errno 111] Connect call failed ('127.0.0.1', 80)")
-    mixed = OSError("Multiple exceptions: [Errno 111] Connect call failed, [Errno 101] Network is unreachable")
-    cases = {
-        TimeoutError(): DownloadTimeoutError,
-        socket.gaierror(-2, "Name or service not known"): CannotResolveHostError,
-        ConnectionRefusedError(111, "refused"): DownloadConnectionRefusedError,
-        every_address_refused: DownloadConnectionRefusedError,
-        mixed: DownloadFailedError,
-        BodyCutShort("cut"): ResponseDataLossError,
-        ClosedInHead("cut in head"): DownloadFailedError,  # as Scrapy: no data loss before the body
-        ConnectionResetError(104, "reset"): DownloadFailedError,
-    }
-    for error, expected in cases.items():
-        assert type(scrapy_exception(error, url, 5.0)) is expected, error
+    cases = [
+        ((pycurl.E_OPERATION_TIMEDOUT, 0), DownloadTimeoutError, "timeout"),
+        ((pycurl.E_COULDNT_RESOLVE_HOST, 0), CannotResolveHostError, "dns_error"),
+        ((pycurl.E_COULDNT_CONNECT, errno.ECONNREFUSED), DownloadConnectionRefusedError, "connection_refused"),
+        ((pycurl.E_COULDNT_CONNECT, errno.ENETUNREACH), DownloadFailedError, "connection_error"),
+        ((pycurl.E_PARTIAL_FILE, 0), ResponseDataLossError, "data_loss"),
+        ((pycurl.E_GOT_NOTHING, 0), DownloadFailedError, "connection_error"),  # as Scrapy: no data loss before the body
+        ((pycurl.E_RECV_ERROR, errno.ECONNRESET), DownloadFailedError, "connection_error"),
+        ((pycurl.E_FILESIZE_EXCEEDED, 0), IgnoreRequest, "too_large"),
+    ]
+    for (code, os_errno), expected, reason in cases:
+        exc = curl_exception(code, "message", url, 5.0, os_errno, 5000, 1000)
+        assert type(exc) is expected and failure_reason(exc) == reason, (code, exc)
+    refused = curl_exception(pycurl.E_WRITE_ERROR, "", url, 5.0, refusal="two different Content-Length values")
+    assert failure_reason(refused) == "connection_error" and "Content-Length" in str(refused)
