@@ -45,6 +45,7 @@ import asyncio
 import errno
 import io
 import logging
+import socket
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -366,6 +367,74 @@ class CurlLoop:
             future.set_exception(error)
 
 
+class _Sockets:
+    """The sockets libcurl opened, found by their ports: where ``clean`` looks for unasked bytes.
+
+    libcurl skips its own check of a connection used less than a second ago, so an answer a
+    server sent unasked on a kept-alive connection would be read as the next image's.
+    ``clean`` (libcurl's pre-request callback) refuses such a connection: the transfer stops
+    (``E_ABORTED_BY_CALLBACK``), libcurl closes the connection, and the fetcher tries once more.
+    (libcurl's close-socket callback cannot be used to forget sockets: pycurl cannot run it
+    when the multi handle closes a connection by itself, and the socket would leak.)
+    """
+
+    def __init__(self) -> None:
+        self.fds: set[int] = set()
+        self.by_port: dict[int, int] = {}
+
+    def opened(self, fd: int, purpose: int) -> int:
+        """libcurl's SOCKOPTFUNCTION: a new socket."""
+        self.fds.add(fd)
+        return pycurl.SOCKOPT_OK
+
+    def clean(self, primary_ip: str, local_ip: str, primary_port: int, local_port: int) -> int:
+        """libcurl's PREREQFUNCTION: go on unless the connection has bytes waiting."""
+        fd = self._find(local_port, primary_port)
+        if fd is None:
+            return pycurl.PREREQFUNC_OK
+        sock = socket.socket(fileno=fd)
+        try:
+            sock.recv(1, socket.MSG_PEEK)  # libcurl's sockets do not block
+        except (BlockingIOError, InterruptedError):
+            return pycurl.PREREQFUNC_OK
+        except OSError:
+            pass  # a reset connection is no cleaner
+        finally:
+            sock.detach()
+        return pycurl.PREREQFUNC_ABORT
+
+    def _find(self, local_port: int, peer_port: int) -> int | None:
+        """The fd of the connection between these ports; fds that are no longer sockets are forgotten."""
+        fd = self.by_port.get(local_port)
+        if fd is not None and _ports(fd) == (local_port, peer_port):
+            return fd
+        self.by_port.clear()
+        found = None
+        for candidate in list(self.fds):
+            ports = _ports(candidate)
+            if ports is None:
+                self.fds.discard(candidate)
+                continue
+            self.by_port[ports[0]] = candidate
+            if ports == (local_port, peer_port):
+                found = candidate
+        return found
+
+
+def _ports(fd: int) -> tuple[int, int] | None:
+    """(local port, peer port) of a connected socket's fd, or None."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        return sock.getsockname()[1], sock.getpeername()[1]
+    except (OSError, IndexError, TypeError):
+        return None
+    finally:
+        sock.detach()
+
+
 def _discard(data: bytes) -> None:
     """Where an idle easy handle writes: it holds no body between transfers."""
 
@@ -432,6 +501,7 @@ class ImageFetcher:
         self.stopping = stopping
         self._curl = CurlLoop(max(policy.total, policy.per_host), policy.options.connection_idle_seconds)
         self._handles: list[Any] = []  # idle easy handles, one per transfer slot at most
+        self._sockets = _Sockets()
         self._total = asyncio.Semaphore(policy.total)
         self._hosts: dict[str, _HostSlot] = {}
         self._headers = {name.lower(): (name, value) for name, value in policy.headers}
@@ -573,6 +643,8 @@ class ImageFetcher:
                 easy.setopt(pycurl.PROXY_CAINFO, bundle)
         if self.policy.maxsize > 0:  # libcurl checks Content-Length first, then counts while reading
             easy.setopt(pycurl.MAXFILESIZE_LARGE, self.policy.maxsize)
+        easy.setopt(pycurl.SOCKOPTFUNCTION, self._sockets.opened)
+        easy.setopt(pycurl.PREREQFUNCTION, self._sockets.clean)
         return easy
 
     async def _get(self, request: Request, url: str, headers: list[str], timeout: float,
@@ -588,7 +660,13 @@ class ImageFetcher:
             easy.setopt(pycurl.WRITEFUNCTION, answer.body.write)
             easy.setopt(pycurl.HEADERFUNCTION, answer.header)
             try:
-                await self._curl.perform(easy)
+                try:
+                    await self._curl.perform(easy)
+                except pycurl.error as exc:
+                    if exc.args[0] != pycurl.E_ABORTED_BY_CALLBACK or answer.refusal or self._closed:
+                        raise
+                    self.counts["unclean_connections"] += 1  # refused by _Sockets.clean: once more
+                    await self._curl.perform(easy)
             except pycurl.error as exc:
                 code, message = exc.args[0], str(exc.args[1]) if len(exc.args) > 1 else ""
                 raise curl_exception(code, message, url, timeout, easy.getinfo(pycurl.OS_ERRNO),
