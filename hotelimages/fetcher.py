@@ -435,6 +435,11 @@ def _ports(fd: int) -> tuple[int, int] | None:
         sock.detach()
 
 
+def _go_on(*connection: Any) -> int:
+    """libcurl's pre-request callback where no check applies."""
+    return pycurl.PREREQFUNC_OK
+
+
 def _discard(data: bytes) -> None:
     """Where an idle easy handle writes: it holds no body between transfers."""
 
@@ -644,7 +649,6 @@ class ImageFetcher:
         if self.policy.maxsize > 0:  # libcurl checks Content-Length first, then counts while reading
             easy.setopt(pycurl.MAXFILESIZE_LARGE, self.policy.maxsize)
         easy.setopt(pycurl.SOCKOPTFUNCTION, self._sockets.opened)
-        easy.setopt(pycurl.PREREQFUNCTION, self._sockets.clean)
         return easy
 
     async def _get(self, request: Request, url: str, headers: list[str], timeout: float,
@@ -659,6 +663,9 @@ class ImageFetcher:
             easy.setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
             easy.setopt(pycurl.WRITEFUNCTION, answer.body.write)
             easy.setopt(pycurl.HEADERFUNCTION, answer.header)
+            # An HTTP/2 connection has frames of other streams waiting: the check is for HTTP/1.1.
+            multiplexed = self.policy.options.http2 and url[:6].lower() == "https:"
+            easy.setopt(pycurl.PREREQFUNCTION, _go_on if multiplexed else self._sockets.clean)
             try:
                 try:
                     await self._curl.perform(easy)
