@@ -268,7 +268,14 @@ class CurlLoop:
             if self._waiting.pop(easy, None) is not None:  # cancelled before its end
                 self._multi.remove_handle(easy)
             if not self._waiting and self._multi is not None:
-                self._idle = self._loop.call_later(self.idle_seconds, self.close)
+                if self._idle is not None:
+                    self._idle.cancel()
+                self._idle = self._loop.call_later(self.idle_seconds, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle = None
+        if not self._waiting:
+            self.close()
 
     def close(self) -> None:
         """Close the multi handle and every connection it keeps; transfers still running fail."""
