@@ -362,9 +362,9 @@ def test_curl_errors_map_to_scrapys_exceptions():
     ]
     for (code, os_errno), expected, reason in cases:
         exc = curl_exception(code, "message", url, 5.0, os_errno, 5000, 1000)
-        assert type(exc) is expected and failure_reason(exc) == reason, (code, exc)
+        assert type(exc) is expected and download_reason(exc) == reason, (code, exc)
     refused = curl_exception(pycurl.E_WRITE_ERROR, "", url, 5.0, refusal="two different Content-Length values")
-    assert failure_reason(refused) == "connection_error" and "Content-Length" in str(refused)
+    assert download_reason(refused) == "connection_error" and "Content-Length" in str(refused)
 
 
 def test_tls_verification_is_a_setting(tmp_path):
@@ -375,7 +375,7 @@ def test_tls_verification_is_a_setting(tmp_path):
         try:
             return (await fetcher.fetch(Request(f"{base}/img/a.jpg"))).status
         except Exception as exc:  # noqa: BLE001
-            return failure_reason(exc)
+            return download_reason(exc)
 
     assert run(go, ssl_context=context)[0] == 200
     assert run(go, policy(HOTELS_TLS_VERIFY=True, RETRY_TIMES=0), ssl_context=context)[0] == "connection_error"

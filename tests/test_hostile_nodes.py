@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from crawling import scratch_db
 
-from hotelimages.demo.run import ROOT, crawl_env
+from devtools.demo import ROOT, crawl_env
+from devtools.localredis import stop_process
 from hotelimages.keys import Keys
-from hotelimages.localredis import stop_process
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
 

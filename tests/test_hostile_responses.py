@@ -16,7 +16,7 @@ from test_fetcher import Stats, policy
 
 from hotelimages import fetcher as fetcher_module
 from hotelimages.fetcher import ImageFetcher
-from hotelimages.pipelines.images import failure_reason
+from hotelimages.reasons import download_reason
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
 
@@ -123,7 +123,7 @@ async def outcome(fetcher: ImageFetcher, url: str) -> tuple[str, bytes | None]:
     try:
         response = await fetcher.fetch(Request(url))
     except Exception as exc:  # noqa: BLE001 - the reason is what the test checks
-        return failure_reason(exc), None
+        return download_reason(exc), None
     return ("ok", response.body) if response.status == 200 else (f"http_{response.status}", None)
 
 
