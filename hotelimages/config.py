@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotelimages import defaults
+from hotelimages.activehours import Schedule, parse_active_hours, parse_bytes_per_sec
 from hotelimages.keys import Keys
 from hotelimages.redisconn import RedisTarget, redis_target
 
@@ -128,6 +129,9 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    max_bytes_per_sec: int = 0
+    active_hours: Schedule = field(default_factory=Schedule)
+    control_seconds: float = defaults.HOTELS_CONTROL_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -153,6 +157,9 @@ class HotelsConfig:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
         FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
+        from hotelimages.politeness import GatePolicy  # noqa: PLC0415 - it reads settings through this module
+
+        GatePolicy.from_settings(settings)  # a bad budget stops the node at start
         return cls(
             redis=redis_target(settings),
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
@@ -184,6 +191,9 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            max_bytes_per_sec=parse_bytes_per_sec(str(_get(settings, "HOTELS_MAX_BYTES_PER_SEC") or 0)),
+            active_hours=parse_active_hours(str(_get(settings, "HOTELS_ACTIVE_HOURS") or "")),
+            control_seconds=_float(settings, "HOTELS_CONTROL_SECONDS", 0.1),
         )
 
 

@@ -88,6 +88,26 @@ HOTELS_PROGRESS_HISTORY_LENGTH = 2880
 #: Seconds a process's history outlives its last sample (so status can still draw a finished run).
 HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 
+# --- Politeness: fleet-wide host budgets, back-off, per-node caps, pause (issue 15) -----------------
+#: Fleet-wide budgets per host: ``"img.example.com=300/s,64; api.example.com=50/s"`` (requests per
+#: second, optionally requests in flight; host names or fnmatch patterns). Hosts not listed: unlimited.
+HOTELS_HOST_BUDGETS = ""
+#: How far ahead (seconds) one grant of a host's budget reaches; larger = fewer Redis calls, coarser sharing.
+HOTELS_BUDGET_GRANT_SECONDS = 0.5
+#: Additive increase after a back-off: this fraction of the budget per second of good answers.
+HOTELS_BUDGET_INCREASE = 0.05
+#: Multiplicative decrease on a 429/503 (at most once a second): the fleet rate is multiplied by this.
+HOTELS_BUDGET_DECREASE = 0.5
+#: 429/503 answers from a budgeted host that one request is retried past (without using up RETRY_TIMES).
+HOTELS_BUDGET_MAX_REFUSALS = 20
+#: This node's bandwidth cap for image downloads in bytes/s (``2MB/s``, ``500KB/s``, a number); 0 = none.
+HOTELS_MAX_BYTES_PER_SEC = 0
+#: When this node works, in its local time (``"Mon-Fri 19:00-07:00; Sat-Sun all"``, see activehours.py);
+#: empty = always. A clause may carry its own cap: ``"Mon-Fri 07:00-19:00 200KB/s; Mon-Fri 19:00-07:00"``.
+HOTELS_ACTIVE_HOURS = ""
+#: Seconds between a node's checks of the central pause flag and of its schedule.
+HOTELS_CONTROL_SECONDS = 2.0
+
 
 def default_node_id() -> str:
     """The node name used when NODE_ID is not set."""

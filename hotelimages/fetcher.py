@@ -70,7 +70,9 @@ from scrapy.utils._compression import _DecompressionMaxSizeExceeded, _inflate
 from scrapy.utils.gz import gunzip
 from w3lib.url import safe_url_string
 
+from hotelimages.bandwidth import ByteBudget
 from hotelimages.config import FetchOptions
+from hotelimages.politeness import REFUSAL_STATUSES, HostGate
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +274,16 @@ class CurlLoop:
                     self._idle.cancel()
                 self._idle = self._loop.call_later(self.idle_seconds, self._close_if_idle)
 
+    def unpause_later(self, easy: Any, delay: float) -> None:
+        """Resume a transfer its write callback paused (``WRITEFUNC_PAUSE``) after ``delay`` seconds."""
+        self._loop.call_later(delay, self._unpause, easy)
+
+    def _unpause(self, easy: Any) -> None:
+        if easy not in self._waiting or self._multi is None:
+            return  # ended (or cancelled) meanwhile
+        easy.pause(pycurl.PAUSE_CONT)  # may deliver the held data (and pause again) right here
+        self._act(pycurl.SOCKET_TIMEOUT, 0)
+
     def _close_if_idle(self) -> None:
         self._idle = None
         if not self._waiting:
@@ -451,6 +463,38 @@ def _discard(data: bytes) -> None:
     """Where an idle easy handle writes: it holds no body between transfers."""
 
 
+class _Metered:
+    """A transfer's write callback under the node's bandwidth cap (``bandwidth.ByteBudget``).
+
+    Bytes beyond what the transfer took out of the bucket at its start are taken as they
+    arrive; while the bucket is over its burst the transfer is paused (libcurl keeps the
+    chunk and hands it over again on resume).
+    """
+
+    __slots__ = ("write_to", "budget", "taken", "received", "pause")
+
+    def __init__(self, write_to: Callable[[bytes], Any], budget: ByteBudget, taken: int,
+                 pause: Callable[[float], None]):
+        self.write_to = write_to
+        self.budget = budget
+        self.taken = taken
+        self.received = 0
+        self.pause = pause
+
+    def write(self, data: bytes) -> int | None:
+        n = len(data)
+        extra = self.received + n - self.taken
+        if extra > 0:
+            wait = self.budget.over()
+            if wait > 0:
+                self.pause(wait)
+                return pycurl.WRITEFUNC_PAUSE
+            self.budget.take(min(n, extra))
+        self.received += n
+        self.write_to(data)
+        return None
+
+
 class _Answer:
     """One transfer's body (one growing buffer) and head lines, with the smuggling checks."""
 
@@ -502,15 +546,22 @@ class ImageFetcher:
     """Fetches image requests as Scrapy Responses over libcurl's shared kept-alive connections.
 
     ``stopping`` is asked before each download starts: once the node gives its hotels back,
-    queued downloads are dropped (IgnoreRequest) instead of fetched. Its counters
+    queued downloads are dropped (IgnoreRequest) instead of fetched. ``gate`` (the fleet's host
+    budgets, ``politeness.HostGate``) is waited on before each transfer starts, and told how it
+    ended; a 429/503 from a budgeted host is retried after the fleet's pause without using up
+    ``RETRY_TIMES``, up to ``HOTELS_BUDGET_MAX_REFUSALS`` times. ``bandwidth``
+    (``bandwidth.ByteBudget``) caps the node's bytes per second across transfers. Its counters
     (``hotelimages/fetch/...``) are kept here and added to Scrapy's stats on close: a stats
     call per request costs more than the counting.
     """
 
-    def __init__(self, policy: FetchPolicy, stats: Any, stopping: Callable[[], bool] = lambda: False):
+    def __init__(self, policy: FetchPolicy, stats: Any, stopping: Callable[[], bool] = lambda: False,
+                 gate: HostGate | None = None, bandwidth: ByteBudget | None = None):
         self.policy = policy
         self.stats = stats
         self.stopping = stopping
+        self.gate = gate if gate else None
+        self.bandwidth = bandwidth if bandwidth is not None else ByteBudget(0)
         self._curl = CurlLoop(max(policy.total, policy.per_host), policy.options.connection_idle_seconds)
         self._handles: list[Any] = []  # idle easy handles, one per transfer slot at most
         self._sockets = _Sockets()
@@ -567,6 +618,7 @@ class ImageFetcher:
         headers = self._request_headers(request)
         url = request.url
         redirect_urls: list[str] = []
+        refusals_left = self.gate.policy.max_refusals if self.gate is not None else 0
         while True:
             try:
                 response = await self._attempt(request, url, headers, timeout)
@@ -579,6 +631,12 @@ class ImageFetcher:
                 logger.debug("Retrying %s: %s", url, exc)
                 continue
             status = response.status
+            if (status in REFUSAL_STATUSES and refusals_left > 0 and self.gate is not None
+                    and self.gate.host(urlsplit(url).hostname or "") is not None):
+                refusals_left -= 1  # the gate waits for the fleet's pause before the next attempt
+                self.counts["refused"] += 1
+                logger.debug("Retrying %s after the host's back-off: HTTP %d", url, status)
+                continue
             if status in REDIRECT_STATUSES and b"Location" in response.headers:
                 target = redirect_url(url, response.headers[b"Location"])
                 if not follow or urlsplit(target).scheme not in ("http", "https"):
@@ -621,11 +679,23 @@ class ImageFetcher:
             slot = self._hosts[host] = _HostSlot(self.policy.per_host)
         slot.users += 1
         try:
-            async with slot.semaphore, self._total:
-                if self.stopping() or self._closed:
-                    raise IgnoreRequest("node stopping: hotel given back")
-                self.counts["requests"] += 1
-                return await self._get(request, url, headers, timeout, self.proxy_for(scheme, host))
+            async with slot.semaphore:
+                # Waiting for the host's budget holds only this host's slot, not the node's.
+                budgeted = self.gate is not None and await self.gate.acquire(host)
+                status, retry_after = None, None
+                try:
+                    async with self._total:
+                        while (delay := self.bandwidth.delay()) > 0:
+                            await asyncio.sleep(delay)
+                        if self.stopping() or self._closed:
+                            raise IgnoreRequest("node stopping: hotel given back")
+                        self.counts["requests"] += 1
+                        response = await self._get(request, url, headers, timeout, self.proxy_for(scheme, host))
+                        status, retry_after = response.status, response.headers.get(b"Retry-After")
+                        return response
+                finally:
+                    if budgeted:
+                        self.gate.release(host, status, retry_after)
         finally:
             slot.users -= 1
             if slot.users == 0:
@@ -663,12 +733,16 @@ class ImageFetcher:
         maxsize = self.policy.maxsize
         easy = self._handles.pop() if self._handles else self._new_handle()
         answer = _Answer()
+        metered = None
+        if self.bandwidth.rate:
+            metered = _Metered(answer.body.write, self.bandwidth, self.bandwidth.start(),
+                               lambda wait: self._curl.unpause_later(easy, wait))
         try:
             easy.setopt(pycurl.URL, url)
             easy.setopt(pycurl.HTTPHEADER, headers)
             easy.setopt(pycurl.PROXY, proxy or "")  # "": no proxy, not even libcurl's own reading of the environment
             easy.setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
-            easy.setopt(pycurl.WRITEFUNCTION, answer.body.write)
+            easy.setopt(pycurl.WRITEFUNCTION, answer.body.write if metered is None else metered.write)
             easy.setopt(pycurl.HEADERFUNCTION, answer.header)
             # An HTTP/2 connection has frames of other streams waiting: the check is for HTTP/1.1.
             multiplexed = self.policy.options.http2 and url[:6].lower() == "https:"
@@ -694,6 +768,8 @@ class ImageFetcher:
             easy.setopt(pycurl.WRITEFUNCTION, _discard)
             easy.setopt(pycurl.HEADERFUNCTION, _discard)
             self._handles.append(easy)
+            if metered is not None:
+                self.bandwidth.finish(metered.taken, metered.received)
         body = answer.body.getvalue()
         answer.body = None
         self.counts[f"status/{status}"] += 1

@@ -12,6 +12,9 @@
 | ``hotels:history:<owner>`` | list with TTL | a process's progress samples (JSON), newest first, capped |
 | ``hotels:reasons`` | hash | failures counted by reason, fleet-wide: ``image/<reason>`` and ``hotel/<reason>`` |
 | ``hotels:reasons:<NODE_ID>`` | hash | the same counts for one node |
+| ``hotels:budget:<host>`` | hash with TTL | a budgeted host's fleet rate, next start, pause deadline, refusals |
+| ``hotels:budget:<host>:users`` | sorted set with TTL | processes using a host's in-flight budget |
+| ``hotels:paused`` | hash | ``fleet`` and ``node:<NODE_ID>`` -> JSON of a central pause (``control``) |
 """
 
 from __future__ import annotations
@@ -66,3 +69,17 @@ class Keys:
 
     def node_reasons(self, node_id: str) -> str:
         return f"{self.prefix}:reasons:{node_id}"
+
+    def budget(self, host: str) -> str:
+        return f"{self.prefix}:budget:{host}"
+
+    def budget_users(self, host: str) -> str:
+        return f"{self.prefix}:budget:{host}:users"
+
+    @property
+    def budget_pattern(self) -> str:
+        return f"{self.prefix}:budget:*"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.prefix}:paused"

@@ -8,9 +8,15 @@ the spider, the pipelines, the downloader and the progress extension fetch it wi
 - ``draining``: no new claims are taken (a stop signal, or a store that cannot be written);
 - ``giving_back``: a stop cut hotels short; their outcomes are not recorded, nothing more is
   downloaded for them, and their claims go back to the queue when the spider closes;
-- ``drain()``, ``give_back()`` and ``stop_for_store(exc)`` change those.
+- ``drain()``, ``give_back()`` and ``stop_for_store(exc)`` change those;
+- ``paused``: ``""`` while working, ``"paused"`` (a central pause, ``control``) or
+  ``"paused (schedule)"`` (outside ``HOTELS_ACTIVE_HOURS``): no new claims meanwhile;
+- ``gate``: the fleet's host budgets (``politeness.HostGate``, None when none are set) and
+  ``bandwidth``: the node's byte cap (``bandwidth.ByteBudget``), used by the image fetcher and
+  the listing middleware.
 
-It also keeps the leases alive: a heartbeat renews them and sweeps expired leases of any node
+Every ``HOTELS_CONTROL_SECONDS`` it reads the pause flags and evaluates the schedule (one
+HMGET); it also keeps the leases alive: a heartbeat renews them and sweeps expired leases of any node
 back to the queue, and when the spider closes it gives back what is unfinished and closes its
 Redis client.
 """
@@ -19,13 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
 from scrapy import signals
 
+from hotelimages import control
+from hotelimages.activehours import Schedule
+from hotelimages.bandwidth import ByteBudget
 from hotelimages.claims import LeaseManager, new_owner
 from hotelimages.config import HotelsConfig
+from hotelimages.politeness import GatePolicy, HostGate
 from hotelimages.redisconn import async_client
 from hotelimages.storage import STORE_FULL_ERRNOS
 
@@ -35,19 +46,35 @@ logger = logging.getLogger(__name__)
 class NodeState:
     """This process's claims and stop state, shared by the node's components (see the module docstring)."""
 
-    def __init__(self, leases: LeaseManager, heartbeat_seconds: float, crawler: Any = None):
+    def __init__(self, leases: LeaseManager, heartbeat_seconds: float, crawler: Any = None, *,
+                 node_id: str = "", gate: HostGate | None = None, max_bytes_per_sec: int = 0,
+                 schedule: Schedule | None = None, control_seconds: float = 2.0):
         self.leases = leases
         self.heartbeat_seconds = heartbeat_seconds
         self.draining = False
         self.giving_back = False
+        self.node_id = node_id
+        self.gate = gate
+        self.max_bytes_per_sec = max_bytes_per_sec
+        self.bandwidth = ByteBudget(max_bytes_per_sec)
+        self.schedule = schedule or Schedule()
+        self.control_seconds = control_seconds
+        self.paused = ""
+        self.unpaused = asyncio.Event()
+        self.unpaused.set()
         self._crawler = crawler
         self._heartbeat_task: asyncio.Task | None = None
+        self._control_task: asyncio.Task | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> NodeState:
         cfg = HotelsConfig.from_settings(crawler.settings)
         leases = LeaseManager(async_client(cfg.redis), cfg.keys, new_owner(cfg.node_id), cfg.lease_seconds)
-        state = cls(leases, cfg.heartbeat_seconds, crawler)
+        policy = GatePolicy.from_settings(crawler.settings)
+        gate = HostGate(leases.client, cfg.keys, leases.owner, policy) if policy.budgets else None
+        state = cls(leases, cfg.heartbeat_seconds, crawler, node_id=cfg.node_id, gate=gate,
+                    max_bytes_per_sec=cfg.max_bytes_per_sec, schedule=cfg.active_hours,
+                    control_seconds=cfg.control_seconds)
         crawler.signals.connect(state.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(state.spider_closed, signal=signals.spider_closed)
         return state
@@ -88,10 +115,60 @@ class NodeState:
             asyncio.ensure_future(self._crawler.engine.close_spider_async(reason="store_unwritable"))
         return True
 
+    # ------------------------------------------------------------ pause and schedule
+
+    async def check_control(self, now: datetime | None = None) -> str:
+        """Read the pause flags, evaluate the schedule at local time ``now``, apply both; returns ``paused``.
+
+        A Redis error keeps the central pause as it was; the schedule still applies.
+        """
+        active, cap = self.schedule.at(now or datetime.now())
+        fleet = node = None
+        keep = False
+        try:
+            fleet, node = await self.leases.client.hmget(
+                self.leases.keys.paused, control.FLEET, control.field_for(self.node_id or "-"))
+        except RedisError as exc:
+            logger.warning("Could not read the pause flags (%s); will retry", exc)
+            keep = self.paused == "paused"
+        paused = "paused" if keep else control.paused_state(fleet, node, active)
+        self.bandwidth.set_rate(self.max_bytes_per_sec if cap is None else cap)
+        if paused != self.paused:
+            if paused:
+                logger.info("Node %s: %s: claiming nothing; the %d hotels in flight finish",
+                            self.node_id, paused, len(self.leases.in_flight))
+                self.unpaused.clear()
+            else:
+                logger.info("Node %s: resumed (was %s)", self.node_id, self.paused)
+                self.unpaused.set()
+            self.paused = paused
+            await self._show_activity(paused or "claiming")
+        return self.paused
+
+    async def _show_activity(self, activity: str) -> None:
+        """Put the new state into this process's heartbeat hash at once (status shows it)."""
+        key = self.leases.keys.node(self.leases.owner)
+        try:
+            async with self.leases.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, "state", activity)
+                pipe.expire(key, 120)  # the progress heartbeat sets its own TTL again
+                await pipe.execute()
+        except RedisError:
+            pass  # the next progress heartbeat carries it
+
+    async def _control(self) -> None:
+        while True:
+            await asyncio.sleep(self.control_seconds)
+            try:
+                await self.check_control()
+            except Exception:  # noqa: BLE001 - the control loop must outlive a bug in one check
+                logger.exception("Pause/schedule check failed")
+
     # ------------------------------------------------------------ lease upkeep
 
     def spider_opened(self, spider: Any) -> None:
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
+        self._control_task = asyncio.ensure_future(self._control())
 
     async def _heartbeat(self) -> None:
         while True:
@@ -108,9 +185,10 @@ class NodeState:
                 logger.warning("Lease heartbeat failed (%s); will retry", exc)
 
     async def spider_closed(self, spider: Any, reason: str) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = None
+        for task in (self._heartbeat_task, self._control_task):
+            if task is not None:
+                task.cancel()
+        self._heartbeat_task = self._control_task = None
         try:
             released = await self.leases.release_all()
             if released:

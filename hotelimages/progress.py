@@ -254,6 +254,8 @@ class HotelsProgress:
 
     async def tick(self, state: str = "running", log: bool = True) -> None:
         """Log the progress line and publish the heartbeat; never raises (but for cancellation)."""
+        if state == "running" and self.node is not None and getattr(self.node, "paused", ""):
+            state = self.node.paused  # "paused" or "paused (schedule)", shown by status
         now = time.monotonic()
         counts = Counts.from_stats(self.stats)
         before = self._last_counts

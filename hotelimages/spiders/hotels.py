@@ -96,7 +96,15 @@ class HotelsSpider(scrapy.Spider):
         )
         idle_since: float | None = None
         backoff = 0.5
+        await self.node.check_control()  # a node started outside its hours claims nothing
         while not self.node.draining:
+            if self.node.paused:  # central pause or outside HOTELS_ACTIVE_HOURS: hold what we have, claim nothing
+                idle_since = None
+                try:
+                    await asyncio.wait_for(self.node.unpaused.wait(), timeout=cfg.poll_seconds)
+                except TimeoutError:
+                    pass
+                continue
             room = cfg.max_in_flight - len(self.leases.in_flight)
             if room <= 0:
                 await self._wait_for_room()
