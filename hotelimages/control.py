@@ -55,3 +55,41 @@ def paused_state(fleet: Any, node: Any, schedule_active: bool) -> str:
     if not schedule_active:
         return "paused (schedule)"
     return ""
+
+
+def main(action: str, argv: list[str] | None = None) -> int:
+    """``pause [--node NAME]`` / ``resume [--node NAME]`` against REDIS_URL; prints what is in force."""
+    import argparse  # noqa: PLC0415 - only the command line needs these
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from hotelimages import defaults  # noqa: PLC0415
+    from hotelimages.redisconn import redact_url, sync_client  # noqa: PLC0415
+
+    verb = "Pause" if action == "pause" else "Resume"
+    parser = argparse.ArgumentParser(prog=action, description=f"{verb} the whole fleet, or one node, through Redis.")
+    parser.add_argument("--node", metavar="NAME", help="only this node (its NODE_ID); default: the whole fleet")
+    if action == "pause":
+        parser.add_argument("--note", default="", help="why (shown by status)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or defaults.REDIS_URL)
+    parser.add_argument("--prefix", default=os.environ.get("HOTELS_KEY_PREFIX") or defaults.HOTELS_KEY_PREFIX)
+    args = parser.parse_args(argv)
+    keys = Keys(args.prefix)
+    client = sync_client(args.redis_url, defaults.REDIS_PARAMS)
+    what = f"node {args.node}" if args.node else "the fleet"
+    try:
+        if action == "pause":
+            pause(client, keys, args.node, args.note)
+            print(f"paused {what} on {redact_url(args.redis_url)}: nodes stop claiming within a few seconds")
+        else:
+            was = resume(client, keys, args.node)
+            print(f"resumed {what}" if was else f"{what} was not paused")
+        still = pauses(client, keys)
+        if still:
+            print("pauses in force: " + ", ".join(sorted(still)))
+    except RedisError as exc:
+        print(f"{action}: {exc}", file=sys.stderr)
+        return 2
+    return 0

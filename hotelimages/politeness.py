@@ -406,3 +406,64 @@ def host_budget_rows(client: Any, keys: Keys) -> list[dict[str, Any]]:
             "last_refusal_seconds_ago": round(now - num("last_refusal"), 1) if raw.get("last_refusal") else None,
         })
     return rows
+
+
+class HostBudgetMiddleware:
+    """Downloader middleware: the fleet's host budgets for requests through Scrapy's downloader (listings).
+
+    ``process_request`` waits for the host's next start time (before the request takes a
+    downloader slot); ``process_response`` reports the answer, and sends a 429/503 from a
+    budgeted host back to the scheduler (to wait out the fleet's pause) instead of to
+    RetryMiddleware, up to ``HOTELS_BUDGET_MAX_REFUSALS`` times per request. Its order (590)
+    puts it after every stock middleware on the way out and before RetryMiddleware (550) on
+    the way back. Not enabled (NotConfigured) when no budget is set.
+    """
+
+    REFUSALS_META = "hotels_refusals"
+    BUDGETED_META = "hotels_budgeted"
+
+    def __init__(self, gate: HostGate, stats: Any = None):
+        self.gate = gate
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> HostBudgetMiddleware:
+        from scrapy.exceptions import NotConfigured  # noqa: PLC0415
+
+        from hotelimages.nodestate import NodeState  # noqa: PLC0415 - nodestate builds the gate from this module
+
+        node = crawler.get_extension(NodeState)
+        if node is None or node.gate is None:
+            raise NotConfigured("no HOTELS_HOST_BUDGETS")
+        return cls(node.gate, crawler.stats)
+
+    @staticmethod
+    def _host(request: Any) -> str:
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        return urlsplit(request.url).hostname or ""
+
+    async def process_request(self, request: Any) -> None:
+        if await self.gate.acquire(self._host(request)):
+            request.meta[self.BUDGETED_META] = True
+
+    def process_response(self, request: Any, response: Any) -> Any:
+        if not request.meta.pop(self.BUDGETED_META, False):
+            return response
+        refused = self.gate.release(self._host(request), response.status, response.headers.get(b"Retry-After"))
+        if not refused:
+            return response
+        count = request.meta.get(self.REFUSALS_META, 0) + 1
+        if count > self.gate.policy.max_refusals:
+            return response  # the host keeps refusing: RetryMiddleware, then the errback, decide
+        if self.stats is not None:
+            self.stats.inc_value("hotelimages/listings/refused")
+        logger.debug("Listing %s refused (HTTP %d): again after the host's back-off", request.url[:200],
+                     response.status)
+        retry = request.replace(dont_filter=True)
+        retry.meta[self.REFUSALS_META] = count
+        return retry
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        if request.meta.pop(self.BUDGETED_META, False):
+            self.gate.release(self._host(request), None)

@@ -69,6 +69,8 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,  # HTML only
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,  # no http_user here
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,  # no allowed_domains
+    # Fleet-wide host budgets and back-off for listings (off unless HOTELS_HOST_BUDGETS is set).
+    "hotelimages.politeness.HostBudgetMiddleware": 590,
 }
 RETRY_ENABLED = True
 RETRY_TIMES = 3

@@ -194,7 +194,8 @@ class ShardedImagesPipeline(ImagesPipeline):
         if why_not:
             logger.info("Images are downloaded through Scrapy's downloader: %s", why_not)
             return None
-        return ImageFetcher(FetchPolicy.from_settings(settings), self.stats, self._stopping)
+        return ImageFetcher(FetchPolicy.from_settings(settings), self.stats, self._stopping,
+                            gate=self.node.gate, bandwidth=self.node.bandwidth)
 
     def _check(self, response: Any, request: Request) -> tuple[str, Any]:
         """The store-relative path and header facts of a downloaded image; raises ImageRejected."""
