@@ -141,7 +141,9 @@ local untl = tonumber(v[3]) or 0
 local cut = tonumber(v[4]) or 0
 local grew = tonumber(v[5]) or now
 if tonumber(ARGV[3]) > 0 and now - cut >= 1 and now >= untl and rate < budget then
-  rate = math.min(budget, rate + budget * tonumber(ARGV[4]) * math.min(math.max(now - grew, 0), 1))
+  -- time since the last grant, a cut or the end of a pause, whichever is latest (at most a second)
+  local since = math.min(math.max(now - math.max(grew, cut, untl), 0), 1)
+  rate = math.min(budget, rate + budget * tonumber(ARGV[4]) * since)
 end
 local users = 0
 if ARGV[8] == '1' then
@@ -300,6 +302,8 @@ class HostGate:
                             state.holding -= 1
                     if epoch != state.epoch:
                         continue  # a refusal came in meanwhile: that start time is void
+                    if time.monotonic() > start + LATE_SECONDS:
+                        continue  # the loop was held up past it: using it now would bunch requests up
                     state.in_flight += 1
                     return True
                 if now < state.paused_until:
