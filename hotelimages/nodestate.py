@@ -189,6 +189,14 @@ class NodeState:
             if task is not None:
                 task.cancel()
         self._heartbeat_task = self._control_task = None
+        if self.gate is not None:
+            counts = self.gate.counts
+            logger.info("Host budgets: %d grant calls (%d empty), %d start times (%d dropped late), %d refusals",
+                        counts["grants"], counts["grants/empty"], counts["starts"], counts["starts/late"],
+                        counts["refusals"])
+            if self._crawler is not None:
+                for key, value in counts.items():
+                    self._crawler.stats.set_value(f"hotelimages/budget/{key}", value)
         try:
             released = await self.leases.release_all()
             if released:

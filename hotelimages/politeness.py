@@ -10,7 +10,8 @@ How the fleet shares a budget (one Lua call per batch of requests, ``GRANT``): t
 ``hotels:budget:<host>`` holds the host's current fleet rate and the time its next request may
 start (``tat``, in Redis server time). A node asks for up to as many start times as it has
 requests waiting; the script hands out consecutive start times ``1/rate`` apart, no further
-ahead than ``HOTELS_BUDGET_GRANT_SECONDS``, and moves ``tat`` past them. So the fleet's
+ahead than ``HOTELS_BUDGET_GRANT_SECONDS``, and moves ``tat`` past them. A node with many
+requests waiting waits until half a horizon's worth is free, so calls stay few per request. So the fleet's
 requests to the host are spaced ``1/rate`` apart whichever node sends them, and a node that
 dies holds nothing: its unused start times simply pass.
 
@@ -33,7 +34,7 @@ import asyncio
 import fnmatch
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -126,14 +127,14 @@ def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> 
 
 # KEYS: the host's budget hash, its users sorted set.
 # ARGV: budget, want, good answers since the last call, increase (fraction of the budget per second),
-# horizon seconds, key TTL, owner, track users (0/1).
+# horizon seconds, key TTL, owner, track users (0/1), least start times worth a call (fewer: wait for them).
 # Returns {granted, first start in seconds from now, interval, rate, wait, users, paused seconds}.
 GRANT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local budget = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[5])
-local v = redis.call('HMGET', KEYS[1], 'rate', 'tat', 'until', 'cut', 'grew')
+local v = redis.call('HMGET', KEYS[1], 'rate', 'tat', 'until', 'cut', 'grew', 'misses')
 local rate = tonumber(v[1]) or budget
 if rate > budget then rate = budget end
 local tat = tonumber(v[2]) or 0
@@ -153,15 +154,21 @@ if ARGV[8] == '1' then
   users = redis.call('ZCARD', KEYS[2])
 end
 local start = math.max(tat, now, untl)
+local want = tonumber(ARGV[2])
+local need = math.min(want, tonumber(ARGV[9]))
 local n = 0
 local wait = 0
-if start > now + horizon then
-  wait = start - now - horizon
+local misses = tonumber(v[6]) or 0
+if start + (need - 1) / rate > now + horizon then
+  -- come back when these start times are free, behind the nodes already told to wait (a queue)
+  wait = start + (need - 1) / rate - now - horizon + misses * need / rate
+  misses = misses + 1
 else
-  n = math.min(tonumber(ARGV[2]), math.floor((now + horizon - start) * rate) + 1)
+  n = math.min(want, math.floor((now + horizon - start) * rate) + 1)
   tat = start + n / rate
+  misses = 0
 end
-redis.call('HSET', KEYS[1], 'rate', rate, 'tat', tat, 'grew', now, 'budget', budget, 'seen', now)
+redis.call('HSET', KEYS[1], 'rate', rate, 'tat', tat, 'grew', now, 'budget', budget, 'seen', now, 'misses', misses)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {n, tostring(start - now), tostring(1 / rate), tostring(rate), tostring(wait), users,
         tostring(math.max(untl - now, 0))}
@@ -258,6 +265,8 @@ class HostGate:
         self.owner = owner
         self.policy = policy
         self._hosts: dict[str, _Host | None] = {}
+        #: ``grants``, ``grants/empty``, ``starts``, ``starts/late``, ``refusals`` (Scrapy stats at close).
+        self.counts: Counter[str] = Counter()
 
     def __bool__(self) -> bool:
         return bool(self.policy.budgets)
@@ -292,6 +301,7 @@ class HostGate:
                     continue
                 while state.starts and state.starts[0] < now - LATE_SECONDS:
                     state.starts.popleft()
+                    self.counts["starts/late"] += 1
                 if state.starts and now >= state.paused_until:
                     start, epoch = state.starts.popleft(), state.epoch
                     if start > now:
@@ -303,6 +313,7 @@ class HostGate:
                     if epoch != state.epoch:
                         continue  # a refusal came in meanwhile: that start time is void
                     if time.monotonic() > start + LATE_SECONDS:
+                        self.counts["starts/late"] += 1
                         continue  # the loop was held up past it: using it now would bunch requests up
                     state.in_flight += 1
                     return True
@@ -327,6 +338,7 @@ class HostGate:
                 state.good += 1
             return False
         state.refusals += 1
+        self.counts["refusals"] += 1
         seconds = retry_after_seconds(retry_after)
         if seconds is not None:
             state.paused_until = max(state.paused_until, time.monotonic() + seconds)
@@ -343,13 +355,18 @@ class HostGate:
             budget = state.budget
             reply = await self.scripts.run(
                 GRANT, budget.rate, want, good, self.policy.increase, self.policy.horizon, self.policy.key_ttl,
-                self.owner, 1 if budget.in_flight else 0, more_keys=(state.key, state.users_key),
+                self.owner, 1 if budget.in_flight else 0, max(1, int(budget.rate * self.policy.horizon / 2)),
+                more_keys=(state.key, state.users_key),
             )
             granted, first, interval, rate, wait, users, paused = (
                 int(reply[0]), float(reply[1]), float(reply[2]), float(reply[3]), float(reply[4]), int(reply[5]),
                 float(reply[6]),
             )
             now = time.monotonic()
+            self.counts["grants"] += 1
+            self.counts["starts"] += granted
+            if not granted:
+                self.counts["grants/empty"] += 1
             state.rate = rate
             if budget.in_flight:
                 state.flight_limit = max(1, budget.in_flight // max(1, users))
