@@ -56,6 +56,8 @@ LATE_SECONDS = 0.05
 CUT_INTERVAL = 1.0
 #: Seconds a node counts as a user of a host's in-flight budget after its last grant.
 NODE_SEEN_SECONDS = 10
+#: A node waits until this share of a horizon's start times is free before it asks again.
+MIN_BATCH_SHARE = 0.5
 #: Longest pause a Retry-After may impose (a broken header must not stop the fleet for days).
 MAX_RETRY_AFTER = 3600.0
 
@@ -127,7 +129,7 @@ def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> 
 
 # KEYS: the host's budget hash, its users sorted set.
 # ARGV: budget, want, good answers since the last call, increase (fraction of the budget per second),
-# horizon seconds, key TTL, owner, track users (0/1), least start times worth a call (fewer: wait for them).
+# horizon seconds, key TTL, owner, track users (0/1), share of a horizon worth a call (fewer: wait for them).
 # Returns {granted, first start in seconds from now, interval, rate, wait, users, paused seconds}.
 GRANT_LUA = """
 local t = redis.call('TIME')
@@ -155,7 +157,8 @@ if ARGV[8] == '1' then
 end
 local start = math.max(tat, now, untl)
 local want = tonumber(ARGV[2])
-local need = math.min(want, tonumber(ARGV[9]))
+-- at least this share of a horizon at the current rate per call (never more than fits in one)
+local need = math.min(want, math.max(1, math.floor(rate * horizon * tonumber(ARGV[9]))))
 local n = 0
 local wait = 0
 local misses = tonumber(v[6]) or 0
@@ -355,7 +358,7 @@ class HostGate:
             budget = state.budget
             reply = await self.scripts.run(
                 GRANT, budget.rate, want, good, self.policy.increase, self.policy.horizon, self.policy.key_ttl,
-                self.owner, 1 if budget.in_flight else 0, max(1, int(budget.rate * self.policy.horizon / 2)),
+                self.owner, 1 if budget.in_flight else 0, MIN_BATCH_SHARE,
                 more_keys=(state.key, state.users_key),
             )
             granted, first, interval, rate, wait, users, paused = (

@@ -129,7 +129,7 @@ def test_grant_spaces_start_times_fleet_wide(redis_client):
     key, users = "t15:budget:h", "t15:budget:h:users"
 
     def grant(want, good=0):
-        r = scripts.run(GRANT, 10, want, good, 0.05, 0.5, 60, "a", 0, 1, more_keys=(key, users))
+        r = scripts.run(GRANT, 10, want, good, 0.05, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))
         return int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4])
 
     n1, first1, interval, rate, _ = grant(100)
@@ -150,12 +150,12 @@ def test_refuse_halves_pauses_and_recovers(redis_client):
     assert float(rate) == 20.0 and 1.9 < float(paused) <= 2.0
     rate, _ = scripts.run(REFUSE, 40, -1, 0.5, 0.05, 60, 1.0, more_keys=(key,))
     assert float(rate) == 20.0  # a second refusal within the cut interval does not cut again
-    r = scripts.run(GRANT, 40, 5, 3, 0.5, 0.5, 60, "a", 0, 1, more_keys=(key, users))
+    r = scripts.run(GRANT, 40, 5, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))
     assert int(r[0]) == 0 and float(r[6]) > 1.5  # paused: no start time before the deadline
     time.sleep(2.1)
-    scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 1, more_keys=(key, users))  # the clock of the increase
+    scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))  # the clock of the increase
     time.sleep(0.5)
-    r = scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 1, more_keys=(key, users))
+    r = scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))
     assert 28.0 <= float(r[3]) <= 36.0  # + 0.5 x 40 per second since the pause ended (~0.6 s), not during it
     rows = host_budget_rows(redis_client, Keys("t15"))
     row = next(r for r in rows if r["host"] == "r")

@@ -196,7 +196,8 @@ def _outside_hours_now() -> str:
 def test_schedule_outside_hours_claims_nothing(redis_client, redis_url, tmp_path):
     with CountingServer(Behaviour()) as srv:
         push(redis_client, 5)
-        proc = start_node(redis_url, srv, tmp_path / "store", "office-pc", f"HOTELS_ACTIVE_HOURS={_outside_hours_now()}")
+        proc = start_node(redis_url, srv, tmp_path / "store", "office-pc",
+                          f"HOTELS_ACTIVE_HOURS={_outside_hours_now()}")
         try:
             deadline = time.monotonic() + 40
             activity = None
