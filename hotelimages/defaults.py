@@ -93,7 +93,7 @@ HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 #: second, optionally requests in flight; host names or fnmatch patterns). Hosts not listed: unlimited.
 HOTELS_HOST_BUDGETS = ""
 #: How far ahead (seconds) one grant of a host's budget reaches; larger = fewer Redis calls, coarser sharing.
-HOTELS_BUDGET_GRANT_SECONDS = 0.5
+HOTELS_BUDGET_GRANT_SECONDS = 1.0
 #: Additive increase after a back-off: this fraction of the budget per second of good answers.
 HOTELS_BUDGET_INCREASE = 0.05
 #: Multiplicative decrease on a 429/503 (at most once a second): the fleet rate is multiplied by this.

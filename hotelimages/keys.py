@@ -14,6 +14,7 @@
 | ``hotels:reasons:<NODE_ID>`` | hash | the same counts for one node |
 | ``hotels:budget:<host>`` | hash with TTL | a budgeted host's fleet rate, next start, pause deadline, refusals |
 | ``hotels:budget:<host>:users`` | sorted set with TTL | processes using a host's in-flight budget |
+| ``hotels:budget:events`` | pub/sub channel | back-off events (host, pause, rate) for every node's gate |
 | ``hotels:paused`` | hash | ``fleet`` and ``node:<NODE_ID>`` -> JSON of a central pause (``control``) |
 """
 
@@ -75,6 +76,10 @@ class Keys:
 
     def budget_users(self, host: str) -> str:
         return f"{self.prefix}:budget:{host}:users"
+
+    @property
+    def budget_events(self) -> str:
+        return f"{self.prefix}:budget:events"
 
     @property
     def budget_pattern(self) -> str:

@@ -65,6 +65,7 @@ class NodeState:
         self._crawler = crawler
         self._heartbeat_task: asyncio.Task | None = None
         self._control_task: asyncio.Task | None = None
+        self._events_task: asyncio.Task | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> NodeState:
@@ -169,6 +170,8 @@ class NodeState:
     def spider_opened(self, spider: Any) -> None:
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         self._control_task = asyncio.ensure_future(self._control())
+        if self.gate is not None:
+            self._events_task = asyncio.ensure_future(self.gate.listen())
 
     async def _heartbeat(self) -> None:
         while True:
@@ -185,10 +188,10 @@ class NodeState:
                 logger.warning("Lease heartbeat failed (%s); will retry", exc)
 
     async def spider_closed(self, spider: Any, reason: str) -> None:
-        for task in (self._heartbeat_task, self._control_task):
+        for task in (self._heartbeat_task, self._control_task, self._events_task):
             if task is not None:
                 task.cancel()
-        self._heartbeat_task = self._control_task = None
+        self._heartbeat_task = self._control_task = self._events_task = None
         if self.gate is not None:
             counts = self.gate.counts
             logger.info("Host budgets: %d grant calls (%d empty), %d start times (%d dropped late), %d refusals",

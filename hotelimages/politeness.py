@@ -17,7 +17,9 @@ dies holds nothing: its unused start times simply pass.
 
 Back-off: a 429 or 503 from a budgeted host is reported at once (``REFUSE``): the fleet rate is
 halved (at most once a second, down to a floor) and a ``Retry-After`` (seconds or HTTP-date)
-sets ``until``; ``GRANT`` hands out no start time before ``until``. Good answers are counted
+sets ``until``; ``GRANT`` hands out no start time before ``until``. The script publishes the
+change on ``hotels:budget:events``; every node drops the start times it holds for that host
+(``HostGate.listen``), so a pause reaches the whole fleet in milliseconds, not a horizon later. Good answers are counted
 locally and sent with the next ``GRANT``, which raises the rate by
 ``HOTELS_BUDGET_INCREASE`` × budget per second back up to the configured budget (AIMD). The
 refused request is retried after the pause and does not count against ``RETRY_TIMES``, up to
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -177,8 +180,9 @@ return {n, tostring(start - now), tostring(1 / rate), tostring(rate), tostring(w
         tostring(math.max(untl - now, 0))}
 """
 
-# KEYS: the host's budget hash. ARGV: budget, retry-after seconds (-1: none), decrease factor,
-# floor fraction, key TTL, cut interval. Returns {rate, paused seconds}.
+# KEYS: the host's budget hash, the events channel. ARGV: budget, retry-after seconds (-1: none), decrease
+# factor, floor fraction, key TTL, cut interval, host. Returns {rate, paused seconds}. A cut or a new pause
+# is published, so every node drops the start times it holds at once; the next ones come at the new rate.
 REFUSE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -187,14 +191,20 @@ local v = redis.call('HMGET', KEYS[1], 'rate', 'until', 'cut', 'recent_since')
 local rate = tonumber(v[1]) or budget
 if rate > budget then rate = budget end
 local untl = tonumber(v[2]) or 0
+local news = false
 if now - (tonumber(v[3]) or 0) >= tonumber(ARGV[6]) then
   rate = math.max(budget * tonumber(ARGV[4]), rate * tonumber(ARGV[3]))
-  redis.call('HSET', KEYS[1], 'cut', now)
+  redis.call('HSET', KEYS[1], 'cut', now, 'tat', now)
+  news = true
 end
 local retry = tonumber(ARGV[2])
 if retry >= 0 and now + retry > untl then
   untl = now + retry
   redis.call('HSET', KEYS[1], 'until', untl)
+  news = true
+end
+if news then
+  redis.call('PUBLISH', KEYS[2], cjson.encode({host = ARGV[7], paused = math.max(untl - now, 0), rate = rate}))
 end
 if now - (tonumber(v[4]) or 0) >= 60 then
   redis.call('HSET', KEYS[1], 'recent_since', now, 'recent', 0)
@@ -215,7 +225,7 @@ class GatePolicy:
     """How a node's gate behaves; read from settings by ``from_settings``."""
 
     budgets: tuple[HostBudget, ...] = ()
-    horizon: float = 0.5  # HOTELS_BUDGET_GRANT_SECONDS
+    horizon: float = 1.0  # HOTELS_BUDGET_GRANT_SECONDS
     increase: float = 0.05  # HOTELS_BUDGET_INCREASE
     decrease: float = 0.5  # HOTELS_BUDGET_DECREASE
     max_refusals: int = 20  # HOTELS_BUDGET_MAX_REFUSALS
@@ -273,6 +283,45 @@ class HostGate:
 
     def __bool__(self) -> bool:
         return bool(self.policy.budgets)
+
+    async def listen(self) -> None:
+        """Follow the fleet's back-off events (until cancelled): a cut or pause voids the start times held.
+
+        Without it a node would learn of a pause only at its next grant, up to a horizon later.
+        """
+        client = self.scripts.client
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.budget_events)
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self.on_event(message.get("data"))
+            except RedisError as exc:
+                logger.debug("Budget events: %s; subscribing again", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
+
+    def on_event(self, raw: bytes | str | None) -> None:
+        """A back-off event from any node (JSON: host, paused seconds, rate)."""
+        try:
+            event = json.loads(raw or b"")
+            host, paused, rate = str(event["host"]), float(event["paused"]), float(event["rate"])
+        except (ValueError, KeyError, TypeError):
+            return
+        state = self._hosts.get(host)
+        if state is None:
+            return
+        state.starts.clear()
+        state.epoch += 1
+        state.rate = rate
+        if paused > 0:
+            state.paused_until = max(state.paused_until, time.monotonic() + paused)
 
     def host(self, host: str) -> _Host | None:
         """The node's state of a budgeted host; None for an unlimited one."""
@@ -388,7 +437,8 @@ class HostGate:
         try:
             rate, paused = await self.scripts.run(
                 REFUSE, state.budget.rate, -1 if retry_after is None else retry_after, self.policy.decrease,
-                MIN_RATE_FRACTION, self.policy.key_ttl, CUT_INTERVAL, more_keys=(state.key,),
+                MIN_RATE_FRACTION, self.policy.key_ttl, CUT_INTERVAL, host,
+                more_keys=(state.key, self.keys.budget_events),
             )
             state.rate = float(rate)
             if float(paused) > 0:

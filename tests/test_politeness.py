@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime
 
@@ -143,23 +144,73 @@ def test_grant_spaces_start_times_fleet_wide(redis_client):
     assert redis_client.ttl(key) > 0
 
 
+def next_message(pubsub, timeout: float):
+    """The next published message (subscription confirmations skipped), or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            return message
+    return None
+
+
 def test_refuse_halves_pauses_and_recovers(redis_client):
     scripts = BoundScripts(redis_client, Keys("t15"))
     key, users = "t15:budget:r", "t15:budget:r:users"
-    rate, paused = scripts.run(REFUSE, 40, 2, 0.5, 0.05, 60, 1.0, more_keys=(key,))
+    events = redis_client.pubsub(ignore_subscribe_messages=True)
+    events.subscribe("t15:budget:events")
+    rate, paused = scripts.run(REFUSE, 40, 2, 0.5, 0.05, 60, 1.0, "r", more_keys=(key, "t15:budget:events"))
     assert float(rate) == 20.0 and 1.9 < float(paused) <= 2.0
-    rate, _ = scripts.run(REFUSE, 40, -1, 0.5, 0.05, 60, 1.0, more_keys=(key,))
+    rate, _ = scripts.run(REFUSE, 40, -1, 0.5, 0.05, 60, 1.0, "r", more_keys=(key, "t15:budget:events"))
     assert float(rate) == 20.0  # a second refusal within the cut interval does not cut again
+    message = next_message(events, 2.0)
+    assert json.loads(message["data"]) == {"host": "r", "paused": pytest.approx(2.0, abs=0.1), "rate": 20}
+    assert next_message(events, 0.3) is None  # nothing new the second time: no event
+    events.close()
     r = scripts.run(GRANT, 40, 5, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))
     assert int(r[0]) == 0 and float(r[6]) > 1.5  # paused: no start time before the deadline
     time.sleep(2.1)
-    scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))  # the clock of the increase
+    r1 = float(scripts.run(GRANT, 40, 1, 3, 0.2, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))[3])
     time.sleep(0.5)
-    r = scripts.run(GRANT, 40, 1, 3, 0.5, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))
-    assert 28.0 <= float(r[3]) <= 36.0  # + 0.5 x 40 per second since the pause ended (~0.6 s), not during it
+    r2 = float(scripts.run(GRANT, 40, 1, 3, 0.2, 0.5, 60, "a", 0, 0.01, more_keys=(key, users))[3])
+    assert 20.0 <= r1 < 30.0  # the pause's time did not count towards the increase
+    assert 3.0 <= r2 - r1 <= 6.0  # + 0.2 x 40 per second of good answers
+    # A deep cut (to the floor, 2/s) still grants: the batch a node waits for follows the current rate.
+    redis_client.hset(key, mapping={"rate": 2, "cut": 0})
+    r = scripts.run(GRANT, 40, 30, 0, 0.5, 1.0, 60, "a", 0, 0.5, more_keys=(key, users))
+    assert int(r[0]) >= 1
     rows = host_budget_rows(redis_client, Keys("t15"))
     row = next(r for r in rows if r["host"] == "r")
     assert row["budget"] == 40.0 and row["recent_refusals"] == 2 and row["paused_seconds"] == 0
+
+
+def test_gate_drops_its_start_times_on_a_pause_event(redis_url):
+    """Start times a node holds are void once any node reports a pause: nothing starts before it ends."""
+
+    async def main():
+        client = aioredis.Redis.from_url(redis_url)
+        gate = HostGate(client, Keys("t15e"), "n", GatePolicy(budgets=parse_host_budgets("h.test=5/s"), horizon=1.0))
+        listener = asyncio.ensure_future(gate.listen())
+        await asyncio.sleep(0.3)
+        done: list[float] = []
+
+        async def one():
+            await gate.acquire("h.test")
+            done.append(time.monotonic())
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(4)]
+        await asyncio.sleep(0.1)  # one started now; three hold start times 0.2 s apart
+        event_at = time.monotonic()
+        await client.publish("t15e:budget:events", json.dumps({"host": "h.test", "paused": 1.0, "rate": 2.5}))
+        await asyncio.gather(*tasks)
+        listener.cancel()
+        await client.aclose()
+        return event_at, done, gate.host("h.test").rate
+
+    event_at, done, rate = asyncio.run(main())
+    assert rate == 5.0  # the next grant brought the fleet's own figure back (the event was a test's)
+    assert sum(1 for t in done if t < event_at) == 1
+    assert all(t >= event_at + 0.9 for t in done if t >= event_at)  # the held start times were dropped
 
 
 def test_gate_keeps_a_rate_across_two_gates(redis_url):
