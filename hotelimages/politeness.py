@@ -165,6 +165,7 @@ local need = math.min(want, math.max(1, math.floor(rate * horizon * tonumber(ARG
 local n = 0
 local wait = 0
 local misses = tonumber(v[6]) or 0
+if tat < now then misses = 0 end  -- nobody is queueing when start times go unasked
 if start + (need - 1) / rate > now + horizon then
   -- come back when these start times are free, behind the nodes already told to wait (a queue)
   wait = start + (need - 1) / rate - now - horizon + misses * need / rate
@@ -172,7 +173,7 @@ if start + (need - 1) / rate > now + horizon then
 else
   n = math.min(want, math.floor((now + horizon - start) * rate) + 1)
   tat = start + n / rate
-  misses = 0
+  misses = math.max(misses - 1, 0)  -- one waiting node served: the queue is one shorter
 end
 redis.call('HSET', KEYS[1], 'rate', rate, 'tat', tat, 'grew', now, 'budget', budget, 'seen', now, 'misses', misses)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
@@ -263,7 +264,8 @@ class _Host:
     epoch: int = 0  # bumped when a refusal voids the start times held
     paused_until: float = 0.0  # local monotonic
     asking: asyncio.Future | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # an in-flight request ended
+    fired: asyncio.Event = field(default_factory=asyncio.Event)  # a held start time came
     # For status: the fleet figures from the last call.
     rate: float = 0.0
     refusals: int = 0
@@ -362,6 +364,7 @@ class HostGate:
                             await asyncio.sleep(start - now)
                         finally:
                             state.holding -= 1
+                            state.fired.set()
                     if epoch != state.epoch:
                         continue  # a refusal came in meanwhile: that start time is void
                     if time.monotonic() > start + LATE_SECONDS:
@@ -373,6 +376,16 @@ class HostGate:
                     await asyncio.sleep(state.paused_until - now)
                     continue
                 if state.asking is None:
+                    unserved = state.waiting - state.holding - len(state.starts)
+                    if state.holding and unserved < state.holding:
+                        # Requests still hold start times: ask once half the node's waiters lack one,
+                        # so one call serves many (a call per returning request would cost one per photo).
+                        state.fired.clear()
+                        try:
+                            await asyncio.wait_for(state.fired.wait(), 0.5)
+                        except TimeoutError:
+                            pass
+                        continue
                     state.asking = asyncio.ensure_future(self._grant(host, state))
                 await asyncio.shield(state.asking)
         finally:
