@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotelimages import alerts, status
+from hotelimages import alerts, control, status
 from hotelimages.claims import failed_record_reason, release_owner, retry_failed
 from hotelimages.keys import Keys
 
@@ -196,7 +196,7 @@ def payload(fleet: status.FleetStatus, seconds: float, controls: bool, charts: d
     data = fleet.to_json()
     data["charts"] = charts if charts is not None else chart_series(fleet.nodes, fleet.at, seconds)
     data["range_seconds"] = seconds
-    data["controls"] = {"enabled": controls, "pause": False}
+    data["controls"] = {"enabled": controls, "pause": controls}
     return data
 
 
@@ -366,6 +366,33 @@ class Console:
         self._forget()
         return web.json_response({"moved": report.moved, "reason": reason})
 
+    async def pause(self, request: web.Request) -> web.Response:
+        """Pause the fleet, or one node (JSON ``{"node": NAME}``); resume with ``/api/resume``."""
+        return await self._pause_or_resume(request, resume=False)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return await self._pause_or_resume(request, resume=True)
+
+    async def _pause_or_resume(self, request: web.Request, resume: bool) -> web.Response:
+        user = self.user(request)
+        try:
+            node = (await request.json()).get("node") or None
+        except (ValueError, AttributeError):
+            node = None
+        if node is not None and not isinstance(node, str):
+            raise web.HTTPBadRequest(text=json.dumps({"error": "'node' must be a node name"}),
+                                     content_type="application/json")
+        if resume:
+            was = await asyncio.to_thread(control.resume, self.client, self.config.keys, node)
+        else:
+            await asyncio.to_thread(control.pause, self.client, self.config.keys, node, f"console, {user}")
+            was = True
+        logger.info("Console: %(user)s from %(peer)s %(what)s %(target)s",
+                    {"user": user, "peer": request.remote, "what": "resumed" if resume else "paused",
+                     "target": f"node {node}" if node else "the fleet"})
+        self._forget()
+        return web.json_response({"paused": not resume, "node": node, "changed": was})
+
     async def failed_csv(self, request: web.Request) -> web.StreamResponse:
         """Every failed hotel with its reason, streamed as CSV (one HSCAN page at a time)."""
         user = self.user(request)
@@ -412,6 +439,8 @@ def make_app(client: Any, config: ConsoleConfig) -> web.Application:
         web.get("/metrics", console.metrics),
         web.post("/api/requeue", console.requeue),
         web.post("/api/retry", console.retry),
+        web.post("/api/pause", console.pause),
+        web.post("/api/resume", console.resume),
         web.get("/api/failed.csv", console.failed_csv),
         web.static("/static", STATIC),
     ])

@@ -17,9 +17,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from hotelimages import alerts
+from hotelimages import alerts, control
 from hotelimages.claims import failed_by_reason
 from hotelimages.keys import Keys
+from hotelimages.politeness import host_budget_rows
 
 MB = 1_000_000
 #: Throughput is measured over this many seconds of history unless told otherwise.
@@ -115,6 +116,10 @@ class FleetStatus:
     attempts: int = 0  # stored images + failures over the window, fleet-wide
     last_progress_at: float | None = None  # newest sample whose counters grew (or a gone process's last)
     alerts: list[alerts.Alert] = field(default_factory=list)
+    #: Budgeted hosts (``politeness.host_budget_rows``): budget, current fleet rate, pause left, recent 429/503.
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+    #: Central pauses in force (``control.pauses``): ``fleet`` and ``node:NAME`` -> who and when.
+    pauses: dict[str, dict] = field(default_factory=dict)
 
     @property
     def live(self) -> list[NodeStatus]:
@@ -334,6 +339,8 @@ def gather(
         redis_memory={k: int(memory.get(k) or 0) for k in ("used_memory", "maxmemory")},
     )
     by_owner = lease_ages(leases, owners, now, lease_seconds)
+    status.hosts = host_budget_rows(client, keys)
+    status.pauses = control.pauses(client, keys)
 
     node_prefix = keys.node("")
     hist_prefix = keys.history("")
@@ -443,6 +450,21 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
     lines.insert(3, f"progress    {'-' if pct is None else f'{pct:.1f}%'} done   "
                     f"failure rate {'-' if status.failure_rate is None else f'{status.failure_rate:.1%}'} "
                     f"of {status.attempts:,} attempts   redis memory {redis_memory_text(status.redis_memory)}")
+    for name, record in sorted(status.pauses.items()):
+        what = "the whole fleet" if name == control.FLEET else "node " + name.partition(":")[2]
+        since = format_time(record.get("since")) if isinstance(record.get("since"), (int, float)) else "?"
+        note = f" ({record['note']})" if record.get("note") else ""
+        lines.insert(2, f"PAUSED      {what} since {since}{note}: resume with 'resume'"
+                        + (f" --node {name.partition(':')[2]}" if name != control.FLEET else ""))
+    if status.hosts:
+        lines += ["", "host budgets (fleet-wide)"]
+        lines.append(f"  {'host':<32} {'budget/s':>9} {'now/s':>8} {'paused':>8} {'429/503 recent':>14} {'total':>8}")
+        for h in status.hosts:
+            lines.append(
+                f"  {h['host'][:32]:<32} {h['budget']:>9g} {h['rate']:>8.1f} "
+                f"{format_duration(h['paused_seconds']) if h['paused_seconds'] else '-':>8} "
+                f"{h['recent_refusals']:>14,} {h['refusals']:>8,}"
+            )
     if status.alerts:
         lines += ["", "ALERTS"] + [f"  {a.name:<17} {a.message}" for a in status.alerts]
     if status.reasons:

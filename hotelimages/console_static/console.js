@@ -132,6 +132,30 @@
       alerts.append(h, ul);
     }
 
+    const paused = $("paused");
+    const pauses = Object.entries(d.pauses || {});
+    paused.hidden = !pauses.length;
+    paused.replaceChildren();
+    for (const [name, rec] of pauses) {
+      const node = name === "fleet" ? null : name.slice(name.indexOf(":") + 1);
+      const p = document.createElement("p");
+      p.dataset.pause = name;
+      p.textContent = "Paused: " + (node ? "node " + node : "the whole fleet") + " since " + utc(rec.since) +
+        (rec.note ? " (" + rec.note + ")" : "") + " ";
+      if (controls) {
+        p.appendChild(button("Resume", () => control("Resume " + (node ? "node " + node : "the fleet") + "?",
+          "api/resume", {node}, () => "Resumed " + (node ? "node " + node : "the fleet"))));
+      }
+      paused.appendChild(p);
+    }
+    fill("hosts", (tb) => {
+      for (const h of d.hosts || []) {
+        const tr = row(tb, [h.host, fixed(h.budget, 1), fixed(h.rate, 1),
+          h.paused_seconds ? duration(h.paused_seconds) : "-", int(h.recent_refusals), int(h.refusals)]);
+        tr.dataset.host = h.host;
+      }
+    });
+
     const ch = d.charts;
     chart("chart-images", ch.images, ch.t);
     chart("chart-mb", ch.mb, ch.t);
@@ -144,7 +168,10 @@
       for (const n of live) {
         row(tb, [n.node_id, n.owner, n.activity || "claiming", int(n.hotels), int(n.images), fixed(n.images_per_s, 1),
           fixed(n.mb_per_s, 2), pct(n.failure_rate), bytes(n.disk_free), int(n.in_flight), int(n.leases),
-          n.last_seen == null ? "-" : duration(d.at - n.last_seen) + " ago"]);
+          n.last_seen == null ? "-" : duration(d.at - n.last_seen) + " ago",
+          controls && !(d.pauses || {})["node:" + n.node_id] ? button("Pause", () => control(
+            "Pause node " + n.node_id + "? It stops claiming; its hotels in flight finish.", "api/pause",
+            {node: n.node_id}, () => "Paused node " + n.node_id)) : ""]);
       }
     });
     fill("gone", (tb) => {
@@ -273,5 +300,8 @@
     });
   }
   $("export").addEventListener("click", exportCsv);
+  $("pause-fleet").addEventListener("click", () => control(
+    "Pause the whole fleet? Nodes stop claiming within seconds; hotels in flight finish.", "api/pause", {},
+    () => "Paused the fleet"));
   load().then(schedule);
 })();
