@@ -28,7 +28,7 @@ from crawling import demo_server, expected_files, files_under
 from devtools import demo_hotels as catalogue
 from devtools.localredis import free_port, stop_process
 from hotelimages import scrapyd_jobs as jobs
-from hotelimages.cli import crawl_argv, load_env_files, parse_env_file
+from hotelimages.commands.node import crawl_argv, load_env_files, parse_env_file
 from hotelimages.config import ENV_SETTINGS
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
