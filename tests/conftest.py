@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
 
 import pytest
 import redis
 from crawling import scratch_db
+from support import ROOT  # noqa: F401 - where tests found it before
 
 from devtools.localredis import LocalRedis
-
-#: The checkout; pyproject's ``pythonpath`` puts it on the import path (benchmarks/, devtools/ are not installed).
-ROOT = Path(__file__).resolve().parent.parent
 
 _db_numbers = itertools.count(1)
 

@@ -172,3 +172,11 @@ def test_utc_now_format():
 def test_constants():
     assert SCHEMA_VERSION == 1
     assert MANIFEST_NAME == "manifest.json"
+
+
+def test_a_failure_record_keeps_a_json_entry_for_retry():
+    entry = b'{"hotel_id": "7", "images": [{"url": "http://cdn.example.com/1.jpg"}]}'
+    record = failure_record("7", "internal_error", "boom", "n1", "t", entry)
+    assert record["entry"] == entry.decode()
+    assert "entry" not in failure_record("7", "listing_http_404", "", "n1", "t", b"7")
+    assert "entry" not in failure_record("x", "malformed_record", "", "n1", "t", b'{"hotel_id": ')
