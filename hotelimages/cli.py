@@ -5,7 +5,7 @@
     hotelimages status --watch                  # watch the fleet
 
 Each subcommand is a module of :mod:`hotelimages.commands`. Options that several subcommands take
-are defined once here (:data:`SHARED`) and given to a subcommand by its ``OPTIONS``. Exit codes:
+are defined once (:data:`hotelimages.commands.SHARED`) and given to a subcommand by its ``OPTIONS``. Exit codes:
 0 ok, 1 partial (some hosts, shards or hotels failed), 2 error (including a bad command line).
 """
 
@@ -15,48 +15,11 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
-from hotelimages import defaults
-from hotelimages.commands import COMMANDS, UsageError
+from hotelimages.commands import COMMANDS, SHARED, UsageError
 
 PROG = "hotelimages"
-
-
-def _redis_options() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("Redis")
-    group.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or defaults.REDIS_URL,
-                       help="the queue's Redis (default: $REDIS_URL, else %(default)s)")
-    group.add_argument("--key", default=os.environ.get("HOTELS_REDIS_KEY") or defaults.HOTELS_REDIS_KEY,
-                       help="the pending list (default: $HOTELS_REDIS_KEY, else %(default)s)")
-    group.add_argument("--prefix", default=os.environ.get("HOTELS_KEY_PREFIX") or defaults.HOTELS_KEY_PREFIX,
-                       help="prefix of the other Redis keys (default: $HOTELS_KEY_PREFIX, else %(default)s)")
-    return parser
-
-
-def _store_option() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--store", type=Path, default=None,
-                        help="the image store: a node's IMAGES_STORE, or the central store (default: $IMAGES_STORE)")
-    return parser
-
-
-def _json_option() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON (for programs)")
-    return parser
-
-
-#: Shared option groups by name; a command module's ``OPTIONS`` picks from these. Built per parser,
-#: so the environment fallbacks are read when the command line is parsed.
-SHARED: dict[str, Callable[[], argparse.ArgumentParser]] = {
-    "redis": _redis_options,
-    "store": _store_option,
-    "json": _json_option,
-}
 
 
 def command_module(name: str) -> ModuleType:
@@ -106,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hotelimages``: the exit code of the subcommand (0 ok, 1 partial, 2 error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = dispatch(argv)
+        try:
+            code = dispatch(argv)
+        except SystemExit as exc:  # argparse's --help (0) and usage errors (2), or a tool's own exit
+            code = exc.code
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+                code = 1
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-    except SystemExit as exc:  # argparse's --help (0) and usage errors (2), or a tool's own exit
-        code = exc.code
-        if isinstance(code, str):
-            print(code, file=sys.stderr)
-            code = 1
     except BrokenPipeError:
         # The reader (``| head``) went away: end quietly. Python's docs recommend pointing stdout at
         # devnull so that the interpreter's final flush does not fail again.

@@ -2,7 +2,7 @@
 
 A module's docstring is its help: the first line is the one-line summary ``hotelimages --help``
 lists, the rest is the description of ``hotelimages COMMAND --help``. ``OPTIONS`` names the shared
-option groups (``hotelimages.cli.SHARED``) the command takes, so that ``--redis-url``, ``--key``,
+option groups (:data:`SHARED`) the command takes, so that ``--redis-url``, ``--key``,
 ``--prefix``, ``--store`` and ``--json`` are defined once. ``run`` returns the exit code: 0 ok,
 1 partial, 2 error; a :class:`UsageError` becomes argparse's usage message and exit code 2.
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hotelimages import defaults
 
 #: Subcommand name -> module under ``hotelimages.commands``, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -27,6 +30,40 @@ COMMANDS: dict[str, str] = {
     "schedule": "schedule",
     "bench": "bench",
     "demo": "demo",
+}
+
+
+def _redis_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("Redis")
+    group.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or defaults.REDIS_URL,
+                       help="the queue's Redis (default: $REDIS_URL, else %(default)s)")
+    group.add_argument("--key", default=os.environ.get("HOTELS_REDIS_KEY") or defaults.HOTELS_REDIS_KEY,
+                       help="the pending list (default: $HOTELS_REDIS_KEY, else %(default)s)")
+    group.add_argument("--prefix", default=os.environ.get("HOTELS_KEY_PREFIX") or defaults.HOTELS_KEY_PREFIX,
+                       help="prefix of the other Redis keys (default: $HOTELS_KEY_PREFIX, else %(default)s)")
+    return parser
+
+
+def _store_option() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--store", type=Path, default=None,
+                        help="the image store: a node's IMAGES_STORE, or the central store (default: $IMAGES_STORE)")
+    return parser
+
+
+def _json_option() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (for programs)")
+    return parser
+
+
+#: Shared option groups by name; a command module's ``OPTIONS`` picks from these. Built per parser,
+#: so the environment fallbacks are read when the command line is parsed.
+SHARED: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "redis": _redis_options,
+    "store": _store_option,
+    "json": _json_option,
 }
 
 

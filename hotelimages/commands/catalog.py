@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hotelimages.catalog import Catalog, HotelRecord, default_catalog_path, rebuild
-from hotelimages.commands import UsageError, store_of
+from hotelimages.commands import SHARED, UsageError, store_of
 from hotelimages.packing import format_bytes
 
 OPTIONS = ("store",)
@@ -27,12 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="query", required=True, metavar="QUERY")
     p = sub.add_parser("where", help="folder, status, images and bytes of the given hotels")
     p.add_argument("hotel_ids", nargs="+")
-    p = sub.add_parser("hotels", help="every hotel (or the given ones) with images per category and bytes")
+    p = sub.add_parser("hotels", help="every hotel (or the given ones) with images per category and bytes",
+                       parents=[SHARED["json"]()])
     p.add_argument("hotel_ids", nargs="*")
-    p.add_argument("--format", choices=["tsv", "jsonl"], default="tsv")
-    p.add_argument("--json", dest="format", action="store_const", const="jsonl", help="the same as --format jsonl")
-    p = sub.add_parser("summary", help="totals by status, category and node")
-    p.add_argument("--json", action="store_true", help="print the totals as JSON")
+    p.add_argument("--format", choices=["tsv", "jsonl"], default="tsv", help="--json is the same as --format jsonl")
+    p = sub.add_parser("summary", help="totals by status, category and node", parents=[SHARED["json"]()])
     sub.add_parser("conflicts", help="hotels that arrived from more than one node (JSON lines)")
     p = sub.add_parser("rebuild", help="recreate the catalogue from the store's manifests (needs --store)")
     p.add_argument("--store-label", help="what paths are reported under (default: the store's absolute path)")
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 0 if len(found) == len(set(args.hotel_ids)) else 1
         if args.query == "hotels":
             records = list(catalog.hotels(args.hotel_ids or None))
-            if args.format == "jsonl":
+            if args.format == "jsonl" or args.json:
                 for r in records:
                     print(json.dumps(r.to_dict(), ensure_ascii=False))
             else:
