@@ -14,6 +14,11 @@ from devtools.localredis import LocalRedis
 
 _db_numbers = itertools.count(1)
 
+# The checkout stands in for `pip install -e .` (which scripts/dev.sh does for its venv): processes the
+# tests start (scripts/ wrappers, `python -m hotelimages.cli`) import it. Tests of an installed copy
+# start their processes without PYTHONPATH.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
 
 @pytest.fixture(scope="session")
 def redis_server():
