@@ -167,7 +167,7 @@ class Catalog:
     def __init__(self, path: str | Path, store_label: str | None = None, create: bool = True):
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise FileNotFoundError(f"no catalogue at {self.path} (run a merge, or `scripts/catalog rebuild`)")
+            raise FileNotFoundError(f"no catalogue at {self.path} (run a merge, or `hotelimages catalog rebuild`)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
         self._db.executescript(_SCHEMA)

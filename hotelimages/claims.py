@@ -9,7 +9,7 @@ Work is at-least-once over a Redis list, in the manner of rq's registries:
 - **record + ack**: once a hotel's outcome is known it is stored and the claim released in
   one step (``RECORD``); a hotel found done before listing is only acknowledged;
 - **release**: a stopping node gives back what it has not finished;
-- **requeue expired**: any node (and ``scripts/requeue``) puts entries whose lease expired back
+- **requeue expired**: any node (and ``hotelimages requeue``) puts entries whose lease expired back
   on the pending list, so a node that dies loses nothing; ``release_owner`` does it for the
   leases of one dead owner at once;
 - **retry failed**: failed hotels go back on the pending list (``retry_failed``).

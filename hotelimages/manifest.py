@@ -108,7 +108,7 @@ def dumps(manifest: Manifest | dict[str, Any]) -> str:
 def failure_record(hotel_id: str, reason: str, detail: str, node: str, at: str, entry: bytes = b"") -> dict[str, str]:
     """The value stored in ``hotels:failed`` for a hotel that could not be done.
 
-    A JSON record's entry is kept whole (``entry``), so ``scripts/retry_failed`` can push
+    A JSON record's entry is kept whole (``entry``), so ``hotelimages retry-failed`` can push
     it back with its inline images.
     """
     record = {"hotel_id": hotel_id, "reason": reason, "detail": detail[:500], "node": node, "at": at}
