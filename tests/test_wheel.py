@@ -42,7 +42,8 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_only_the_product_modules_and_its_metadata(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    product = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hotelimages").rglob("*.py")}
+    product = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hotelimages").rglob("*")  # modules, console page
+               if p.is_file() and "__pycache__" not in p.parts}
     modules = {n for n in names if not n.startswith("hotelimages-0.1.0.dist-info/")}
     assert modules == product  # every product module, and nothing else (no benchmarks, devtools, tests, scripts)
     assert not any(part in ("bench", "demo", "localredis.py") for n in names for part in n.split("/"))
@@ -78,7 +79,8 @@ def test_wheel_installs_into_an_empty_venv_and_its_command_runs(installed, tmp_p
     assert "--env-file" in out.stdout
     where = subprocess.run([installed / "python", "-c", "import hotelimages, importlib.util as u;"
                             "print(hotelimages.__file__); print(u.find_spec('benchmarks'), u.find_spec('devtools'))"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
+                           cwd=tmp_path, env=outside_the_checkout(), capture_output=True, text=True, timeout=60,
+                           check=True).stdout.split("\n")
     assert where[0].startswith(str(installed.parent))  # the installed copy, not the checkout
     assert where[1] == "None None"
 
