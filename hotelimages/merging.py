@@ -34,19 +34,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotelimages.catalog import STATE_DIR, Catalog, default_catalog_path, manifest_sources
+from hotelimages import manifest as manifest_format
+from hotelimages.central_catalog import STATE_DIR, Catalog, default_catalog_path
 from hotelimages.manifest import MANIFEST_NAME, dumps, utc_now
-from hotelimages.packing import (
-    INDEX_SUFFIX,
+from hotelimages.progressbar import format_bytes
+from hotelimages.sharding import InvalidId, resolve_in_store, validate_path_part
+from hotelimages.shards import (
+    CHUNK,
     SHA256_SUFFIX,
     HashingReader,
-    format_bytes,
+    IndexEntry,
+    ShardRefused,
+    read_index,
+    read_sha256,
     sha1_file,
     shard_paths,
     sidecar,
     utc_stamp,
 )
-from hotelimages.sharding import InvalidId, hotel_dir, resolve_in_store, validate_id
 from hotelimages.storage import TEMP_SUFFIX, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -56,32 +61,9 @@ REPORTS_DIR = "merges"
 #: A manifest larger than this in a shard is refused rather than read into memory.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
-_CHUNK = 1024 * 1024
-# Any single path part that is safe on POSIX and Windows; validate_id adds the refusals
-# (``..``, separators, drive colons, device names, trailing dots).
-_ANY_PART = r"[^/]{1,255}"
 
 #: ``progress(phase, done_bytes, total_bytes)``, phase ``verify`` or ``extract``.
 MergeProgress = Callable[[str, int, int], None]
-
-
-class ShardRefused(Exception):
-    """A shard that must not be merged; ``reason`` is a short code, the message says what and where."""
-
-    def __init__(self, shard: Path, reason: str, message: str):
-        super().__init__(f"{shard}: {message}")
-        self.shard = shard
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """One line of a shard's index."""
-
-    path: str
-    bytes: int
-    sha1: str
-    hotel_id: str
 
 
 @dataclass
@@ -205,57 +187,12 @@ def check_member_name(name: str, store: Path | StorePaths) -> list[str]:
     parts = name.split("/")
     for part in parts:
         try:
-            validate_id(part, _ANY_PART, "path part")
+            validate_path_part(part)
         except InvalidId as exc:
             raise ValueError(f"unsafe member path {name!r}: {exc}") from None
     # raises ValueError if a link already in the store would lead outside
     store(name) if isinstance(store, StorePaths) else resolve_in_store(store, name)
     return parts
-
-
-def _hotel_dir_of(manifest_path: str, hotel_id: str) -> str:
-    parts = manifest_path.split("/")
-    folder = "/".join(parts[:-1])
-    if len(parts) < 2 or parts[-2] != hotel_id or hotel_dir(hotel_id, len(parts) - 2, _ANY_PART) != folder:
-        raise ValueError(f"{manifest_path!r} is not the sharded path of hotel {hotel_id!r}")
-    return folder
-
-
-def read_index(shard: Path) -> dict[str, IndexEntry]:
-    """A shard's index, path -> entry; raises ShardRefused if it is missing or malformed."""
-    path = sidecar(shard, INDEX_SUFFIX)
-    if not path.is_file():
-        raise ShardRefused(
-            shard, "incomplete", f"no index {path.name} next to the shard: it was not finished or copied"
-        )
-    entries: dict[str, IndexEntry] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                entry = IndexEntry(str(raw["path"]), int(raw["bytes"]), str(raw["sha1"]), str(raw["hotel_id"]))
-                validate_id(entry.hotel_id, _ANY_PART, "hotel")
-                if entry.bytes < 0 or not re.fullmatch(r"[0-9a-f]{40}", entry.sha1):
-                    raise ValueError("bad bytes or sha1")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ShardRefused(shard, "bad_index", f"{path.name} line {number} is malformed ({exc})") from None
-            if entry.path in entries:
-                raise ShardRefused(shard, "bad_index", f"{path.name} lists {entry.path!r} twice")
-            entries[entry.path] = entry
-    return entries
-
-
-def read_sha256(shard: Path) -> str:
-    """The digest in a shard's ``.sha256`` file; raises ShardRefused if it is missing or malformed."""
-    path = sidecar(shard, SHA256_SUFFIX)
-    if not path.is_file():
-        raise ShardRefused(shard, "incomplete", f"no {path.name} next to the shard: it was not finished or copied")
-    m = re.match(r"\s*([0-9a-fA-F]{64})\b", path.read_text(encoding="utf-8", errors="replace"))
-    if not m:
-        raise ShardRefused(shard, "bad_sha256", f"{path.name} does not start with a sha256 digest")
-    return m.group(1).lower()
 
 
 def verify_shard(
@@ -284,7 +221,7 @@ def verify_shard(
             problem = exc
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             problem = ShardRefused(shard, "bad_tar", f"not a readable tar archive ({type(exc).__name__}: {exc})")
-        while reader.read(_CHUNK):  # the rest, so the digest covers the whole file
+        while reader.read(CHUNK):  # the rest, so the digest covers the whole file
             pass
     actual = sha256.hexdigest()
     if actual != expected_sha256:
@@ -348,7 +285,7 @@ def _scan_members(
             kept = bytearray()
             data = tar.extractfile(member)
             assert data is not None  # a regular file
-            while chunk := data.read(_CHUNK):
+            while chunk := data.read(CHUNK):
                 sha1.update(chunk)
                 if is_manifest:
                     kept += chunk
@@ -375,18 +312,14 @@ def _check_hotels(
         if hotel_id not in manifests:
             raise ShardRefused(shard, "bad_manifest", f"hotel {hotel_id!r} has no {MANIFEST_NAME} in the shard")
         manifest_path, data = manifests[hotel_id]
+        folder = manifest_path.rpartition("/")[0]
         try:
-            folder = _hotel_dir_of(manifest_path, hotel_id)
-            manifest = json.loads(data)
-            if manifest.get("hotel_id") != hotel_id or manifest.get("dir", folder) != folder:
-                raise ValueError(f"it names hotel {manifest.get('hotel_id')!r} at {manifest.get('dir')!r}")
-            listed = {
-                f"{folder}/{validate_id(category, _ANY_PART, 'category')}/{validate_id(f['file'], _ANY_PART, 'file')}":
-                    (int(f["bytes"]), str(f["sha1"]))
-                for category, files in manifest["images"].items()
-                for f in files
-            }
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            manifest = manifest_format.loads(data)
+            if manifest["hotel_id"] != hotel_id:
+                raise ValueError(f"it names hotel {manifest['hotel_id']!r}")
+            manifest_format.check_place(manifest, folder)
+            listed = {f.path: (f.bytes, f.sha1) for f in manifest_format.listed_files(manifest, folder)}
+        except ValueError as exc:
             raise ShardRefused(shard, "bad_manifest", f"manifest {manifest_path!r} is unusable: {exc}") from None
         files = {e.path: e for e in entries if e.path != manifest_path}
         if set(files) != set(listed):
@@ -421,14 +354,9 @@ def _load_central(paths: StorePaths, hotel: ShardHotel) -> _CentralHotel | None:
     path = paths(f"{hotel.dir}/{MANIFEST_NAME}")
     if not path.is_file():
         return None
-    data = path.read_bytes()
-    manifest = json.loads(data)
-    files = {
-        f"{hotel.dir}/{category}/{f['file']}": str(f["sha1"])
-        for category, entries in manifest.get("images", {}).items()
-        for f in entries
-    }
-    return _CentralHotel(manifest, manifest_sources(manifest, hashlib.sha1(data).hexdigest()), files)
+    manifest, manifest_sha1 = manifest_format.read(path)
+    files = {f.path: f.sha1 for f in manifest_format.listed_files(manifest, hotel.dir)}
+    return _CentralHotel(manifest, manifest_format.sources(manifest, manifest_sha1), files)
 
 
 def _source(shard: VerifiedShard, hotel: ShardHotel, same_files: bool) -> dict[str, Any]:
@@ -480,7 +408,7 @@ def _extract(
             assert data is not None
             try:
                 with open(tmp, "wb") as out:
-                    while chunk := data.read(_CHUNK):
+                    while chunk := data.read(CHUNK):
                         sha1.update(chunk)
                         out.write(chunk)
                 if sha1.hexdigest() != entry.sha1:

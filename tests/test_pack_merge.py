@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hotelimages.catalog import Catalog, default_catalog_path, rebuild
+from hotelimages.central_catalog import Catalog, default_catalog_path, rebuild
 from hotelimages.items import FailedImage, StoredImage
 from hotelimages.manifest import MANIFEST_NAME, build_manifest, dumps
 from hotelimages.merging import ShardRefused, check_member_name, merge, verify_shard

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 from crawling import demo_server, files_under, run_crawl, scratch_db
 
-from hotelimages.catalog import Catalog, default_catalog_path
+from hotelimages.central_catalog import Catalog, default_catalog_path
 from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
 from hotelimages.merging import merge

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from hotelimages import manifest
 from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
 from hotelimages.localredis import LocalRedis
@@ -48,11 +49,11 @@ def summarise(client: redis.Redis, keys: Keys, elapsed: float = 0.0) -> CrawlSum
     statuses: Counter[str] = Counter()
     image_failures: Counter[str] = Counter()
     for _, raw in client.hscan_iter(keys.manifests, count=1000):
-        m = json.loads(raw)
+        m = manifest.loads(raw)
         statuses[m["status"]] += 1
-        for files in m["images"].values():
-            out.images += len(files)
-            out.bytes += sum(f["bytes"] for f in files)
+        for listed in manifest.listed_files(m):
+            out.images += 1
+            out.bytes += listed.bytes
         image_failures.update(f["reason"] for f in m["failed"])
     failed = Counter(json.loads(raw)["reason"] for _, raw in client.hscan_iter(keys.failed, count=1000))
     out.hotels_by_status = dict(statuses)
