@@ -63,6 +63,12 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(text: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 text (``2026-11-30``, ``...T08:00:00Z``, with an offset)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def hotel_status(stored: int, failed: int) -> str:
     """``complete``, ``partial``, ``failed`` or ``empty`` from the counts of stored and failed images."""
     if failed == 0:

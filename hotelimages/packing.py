@@ -70,12 +70,6 @@ def parse_size(text: str) -> int:
     return value
 
 
-def parse_time(text: str) -> datetime:
-    """An aware UTC datetime from ISO 8601 text (``2026-11-30``, ``...T08:00:00Z``, with an offset)."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 # Finding what to pack
 
 
@@ -332,7 +326,7 @@ def plan(
     unknown = statuses - set(STATUSES)
     if unknown:
         raise ValueError(f"unknown status {sorted(unknown)}; known: {', '.join(STATUSES)}")
-    since_dt = parse_time(since) if isinstance(since, str) else since
+    since_dt = manifests.parse_time(since) if isinstance(since, str) else since
     if since_dt is not None and since_dt.tzinfo is None:
         since_dt = since_dt.replace(tzinfo=UTC)
     record = {} if repack else load_packed_record(out)
@@ -351,7 +345,7 @@ def plan(
             continue
         if since_dt is not None:
             try:
-                finished = parse_time(hotel.finished_at)
+                finished = manifests.parse_time(hotel.finished_at)
             except ValueError:
                 finished = None
             if finished is None or finished < since_dt:
