@@ -453,6 +453,11 @@ def _load_central(paths: StorePaths, folder: str) -> _CentralHotel | None:
     return _CentralHotel(manifest, manifest_format.sources(manifest, manifest_sha1), files)
 
 
+def _kept(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """The source whose copy is in the store: marked ``kept``, else the first (manifests merged before the flag)."""
+    return next((s for s in sources if s.get("kept")), sources[0])
+
+
 def _free_bytes(path: Path) -> int:
     while not path.exists() and path.parent != path:
         path = path.parent
@@ -518,7 +523,7 @@ class _ShardMerge:
             central = _load_central(self.paths, folder)
             if central is None:
                 action = "new"
-            elif any(s.get("manifest_sha1") == manifest_entry.sha1 for s in central.sources):
+            elif self._known(central, manifest_entry.sha1):
                 action = "unchanged"
             else:
                 action = "candidate" if self.prefer == "newest" else "conflict"
@@ -530,6 +535,18 @@ class _ShardMerge:
             self.plans[hotel_id] = plan
             for entry in entries:
                 self.by_path[entry.path] = (plan, entry)
+
+    def _known(self, central: _CentralHotel, manifest_sha1: str) -> bool:
+        """True if this copy needs nothing: it is the one in place, or a conflict recorded before that stays one."""
+        kept = _kept(central.sources)
+        if kept.get("manifest_sha1") == manifest_sha1:
+            return True
+        recorded = next((s for s in central.sources if s.get("manifest_sha1") == manifest_sha1), None)
+        if recorded is None:
+            return False
+        return self.prefer == "first" or not _newer(
+            str(recorded.get("finished_at", "")), str(central.manifest.get("finished_at", ""))
+        )
 
     def clean_and_check_space(self, central: Path) -> None:
         """Remove a killed merge's temporary files in the hotels to write, then check the free space.
@@ -625,14 +642,14 @@ class _ShardMerge:
                 raise ShardRefused(self.shard, "changed", f"{member.name!r} changed since the shard was verified")
             os.utime(tmp, (member.mtime, member.mtime))
             if plan.action == "candidate":
-                plan.pending[member.name] = tmp
+                plan.pending[member.name] = tmp  # counted as written if it replaces the copy in place
             else:
                 os.replace(tmp, target)
+                self.report.files_written += 1
+                self.report.bytes_written += entry.bytes
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self.report.files_written += 1
-        self.report.bytes_written += entry.bytes
         self.on_bytes(entry.bytes)
 
     def _source(self, plan: _HotelPlan, same_files: bool, kept: bool) -> dict[str, Any]:
@@ -667,10 +684,15 @@ class _ShardMerge:
             return
         else:
             same = state.files == plan.file_sha1s()
-            kept = next((s for s in state.sources if s.get("kept")), state.sources[0])
+            kept = _kept(state.sources)
             replace = plan.action == "candidate" and _newer(
                 str(plan.manifest.get("finished_at", "")), str(state.manifest.get("finished_at", ""))
             )
+            if not replace and any(s.get("manifest_sha1") == plan.manifest_sha1 for s in state.sources):
+                plan.action = "unchanged"  # an older copy, recorded as a conflict before
+                self._drop_pending(plan)
+                self._settle(plan)
+                return
             report.conflicts.append(Conflict(
                 hotel_id=plan.hotel_id, kept_node=str(kept.get("node", "")), kept_shard=str(kept.get("shard", "")),
                 other_node=str(plan.manifest.get("node", "")), other_shard=self.shard.name, same_files=same,
@@ -679,9 +701,7 @@ class _ShardMerge:
             if replace:
                 manifest = self._replace(plan, state, path, same)
             else:
-                for tmp in plan.pending.values():
-                    tmp.unlink(missing_ok=True)
-                plan.pending.clear()
+                self._drop_pending(plan)
                 logger.warning(
                     "Hotel %(hotel)s arrived again from node %(node)s (%(same)s); kept the copy from %(kept)s",
                     {"hotel": plan.hotel_id, "node": plan.manifest.get("node"),
@@ -697,11 +717,19 @@ class _ShardMerge:
         if self.catalog.upsert(manifest, hashlib.sha1(data).hexdigest()):
             report.catalog_updated += 1
 
+    @staticmethod
+    def _drop_pending(plan: _HotelPlan) -> None:
+        for tmp in plan.pending.values():
+            tmp.unlink(missing_ok=True)
+        plan.pending.clear()
+
     def _replace(self, plan: _HotelPlan, state: _CentralHotel, path: Path, same: bool) -> dict[str, Any]:
         """Put a newer copy's files in place (``--prefer newest``); returns its central manifest."""
         assert plan.manifest is not None
         for name, tmp in plan.pending.items():
             os.replace(tmp, self.paths(name))
+            self.report.files_written += 1
+            self.report.bytes_written += plan.files[name].bytes
         plan.pending.clear()
         logger.warning(
             "Hotel %(hotel)s: the copy from node %(node)s finished at %(new)s replaces the one finished at %(old)s",
@@ -710,7 +738,7 @@ class _ShardMerge:
         )
         manifest = dict(plan.manifest)
         manifest["store"] = self.label
-        history = [{**s, "kept": False} for s in state.sources]
+        history = [{**s, "kept": False} for s in state.sources if s.get("manifest_sha1") != plan.manifest_sha1]
         manifest["sources"] = [*history, self._source(plan, same_files=same, kept=True)]
         return manifest
 
