@@ -883,7 +883,6 @@ def _merge_verified(
             report.hotels_unchanged += known.hotels
         else:
             todo.append((path, sha256, size))
-    paths = StorePaths(central)
     total = sum(size for _, _, size in todo)
     done = 0
 
@@ -898,7 +897,8 @@ def _merge_verified(
     with Catalog(catalog_file, label) as catalog:
         for path, sha256, size in todo:
             before = done
-            step = _ShardMerge(paths, label, path, sha256, prefer, report, catalog, on_bytes)
+            # A StorePaths per shard: its cache of resolved folders would otherwise grow with the store.
+            step = _ShardMerge(StorePaths(central), label, path, sha256, prefer, report, catalog, on_bytes)
             step.clean_and_check_space(central)
             step.run()
             catalog.commit()
