@@ -91,13 +91,6 @@ class ShardHotel:
     manifest_sha1: str
     files: dict[str, IndexEntry]  # image path -> index entry; the manifest member is not among them
 
-    @property
-    def bytes(self) -> int:
-        return sum(e.bytes for e in self.files.values())
-
-    def file_sha1s(self) -> dict[str, str]:
-        return {path: e.sha1 for path, e in self.files.items()}
-
 
 @dataclass
 class VerifiedShard:
