@@ -96,9 +96,8 @@ def _in_fresh_process(phase: str, **kwargs: Any) -> dict[str, Any]:
         return pool.submit(_timed, phase, kwargs).result()
 
 
-def run(workdir: Path, hotels: int, files: int, file_bytes: int = 200, shard_members: int = 22_000,
-        keep: bool = False) -> dict[str, Any]:
-    """The whole measurement; returns its figures (also what ``main`` prints)."""
+def run(workdir: Path, hotels: int, files: int, file_bytes: int = 200, shard_members: int = 22_000) -> dict[str, Any]:
+    """The whole measurement in ``workdir`` (emptied first, left in place); returns its figures."""
     workdir = Path(workdir)
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -119,8 +118,6 @@ def run(workdir: Path, hotels: int, files: int, file_bytes: int = 200, shard_mem
         "merge": {**merged, "files_per_s": n_files / merged["seconds"], "mb_per_s": n_bytes / 1e6 / merged["seconds"]},
         "second_merge": again,
     }
-    if not keep:
-        shutil.rmtree(workdir)
     return figures
 
 
@@ -134,10 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the store, shards and central store")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    f = run(args.workdir, args.hotels, args.files, args.file_bytes, args.shard_members, args.keep)
-    if args.json:
-        print(json.dumps(f, indent=1))
-        return 0
+    f = run(args.workdir, args.hotels, args.files, args.file_bytes, args.shard_members)
+    try:
+        report(f, args.json)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.workdir)
+    return 0
+
+
+def report(f: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(f, indent=1), flush=True)
+        return
     mib = 1024 * 1024
     print(f"store: {f['hotels']:,} hotels x {f['files'] // max(f['hotels'], 1)} files = {f['files']:,} files "
           f"of {f['file_bytes']} B ({f['store_bytes'] / 1e6:.1f} MB), written in {f['make_seconds']:.0f} s")
@@ -147,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"merge:        {m['seconds']:8.1f} s  {m['files_per_s']:9,.0f} files/s  {m['mb_per_s']:6.2f} MB/s  "
           f"peak RSS {m['peak_rss'] / mib:6.1f} MiB  ({m['verified']} shards, {m['hotels_added']:,} hotels added)")
     print(f"second merge: {a['seconds']:8.1f} s  {a['skipped']} shards skipped by the ledger, {a['verified']} read  "
-          f"peak RSS {a['peak_rss'] / mib:6.1f} MiB")
-    return 0
+          f"peak RSS {a['peak_rss'] / mib:6.1f} MiB", flush=True)
 
 
 if __name__ == "__main__":
