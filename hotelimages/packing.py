@@ -104,6 +104,20 @@ class HotelToPack:
         return sum(2 * _BLOCK + -(-m.bytes // _BLOCK) * _BLOCK for m in self.members)
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedHotel:
+    """A hotel a pack run will pack: what is kept of it until its turn, so memory does not grow with its files.
+
+    Its files are listed again (``read_hotel``) when it is written.
+    """
+
+    hotel_id: str
+    manifest_path: Path
+    manifest_sha1: str
+    node: str
+    bytes: int
+
+
 @dataclass(frozen=True)
 class SkippedHotel:
     """A hotel folder that was not packed, and why (``reason`` is a short code)."""
@@ -317,7 +331,7 @@ def plan(
     statuses: Iterable[str] = STATUSES,
     since: str | datetime | None = None,
     repack: bool = False,
-) -> tuple[list[HotelToPack], PackResult]:
+) -> tuple[list[PlannedHotel], PackResult]:
     """Which hotels of ``store`` a pack run would pack, in store order, and the result so far."""
     store, out = Path(store), Path(out)
     if not store.is_dir():
@@ -331,7 +345,7 @@ def plan(
         since_dt = since_dt.replace(tzinfo=UTC)
     record = {} if repack else load_packed_record(out)
     result = PackResult(store=store, out=out)
-    todo: list[HotelToPack] = []
+    todo: list[PlannedHotel] = []
     for manifest_path in manifests.find_manifests(store):
         rel = manifest_path.parent.relative_to(store).as_posix()
         try:
@@ -357,7 +371,7 @@ def plan(
             continue
         if packed_sha1 is not None:
             result.hotels_repacked.append(hotel.hotel_id)
-        todo.append(hotel)
+        todo.append(PlannedHotel(hotel.hotel_id, manifest_path, hotel.manifest_sha1, hotel.node, hotel.bytes))
     return todo, result
 
 
@@ -402,7 +416,7 @@ def pack(
 
 
 def _write_shards(
-    todo: list[HotelToPack],
+    todo: list[PlannedHotel],
     result: PackResult,
     max_shard_bytes: int,
     compression: str,
@@ -427,12 +441,14 @@ def _write_shards(
         progress(0, total)
     stem = f"{_safe_name(name or (todo[0].node if todo else '') or 'node')}-{utc_stamp()}"
     number = 1
-    queue = deque(todo)
+    queue: deque[PlannedHotel | HotelToPack] = deque(todo)
     writer: _ShardWriter | None = None
     record = open(out / PACKED_RECORD, "a", encoding="utf-8", newline="\n")
     try:
         while queue:
-            hotel = queue.popleft()
+            hotel = _listed(queue.popleft(), result, on_bytes)
+            if hotel is None:
+                continue
             size = hotel.tar_size()
             if writer is not None and writer.hotels and writer.offset + size > budget:
                 _finish(writer, result, record)
@@ -466,6 +482,22 @@ def _write_shards(
         record.close()
     packed = set(result.hotels_packed)
     result.hotels_repacked = [h for h in result.hotels_repacked if h in packed]
+
+
+def _listed(
+    hotel: PlannedHotel | HotelToPack, result: PackResult, on_bytes: Callable[[int], None]
+) -> HotelToPack | None:
+    """A planned hotel with its files listed again from its manifest; None (and reported) if it became unusable."""
+    if isinstance(hotel, HotelToPack):
+        return hotel  # put back after a dropped shard: already listed
+    try:
+        return read_hotel(result.store, hotel.manifest_path)
+    except (OSError, ValueError, KeyError, TypeError, InvalidId) as exc:
+        rel = hotel.manifest_path.parent.relative_to(result.store).as_posix()
+        logger.warning("Not packing %(path)s: %(error)s", {"path": rel, "error": exc})
+        result.skipped.append(SkippedHotel(rel, hotel.hotel_id, "changed_or_corrupt", str(exc)))
+        on_bytes(hotel.bytes)
+        return None
 
 
 def _finish(writer: _ShardWriter, result: PackResult, record: IO[str]) -> None:
