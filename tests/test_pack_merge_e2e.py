@@ -9,7 +9,7 @@ import pytest
 from crawling import crawl_ids, demo_server, files_under
 
 from devtools import demo_hotels as catalogue
-from hotelimages.catalog import Catalog, default_catalog_path
+from hotelimages.central_catalog import Catalog, default_catalog_path
 from hotelimages.keys import Keys
 from hotelimages.merging import merge
 from hotelimages.packing import pack

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from hotelimages.catalog import Catalog, HotelRecord, default_catalog_path, rebuild
+from hotelimages.central_catalog import Catalog, HotelRecord, default_catalog_path, rebuild
 from hotelimages.commands import SHARED, UsageError, store_of
 from hotelimages.packing import format_bytes
 

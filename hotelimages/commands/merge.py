@@ -28,12 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store-label", help="what central manifests record as store (default: its absolute path)")
     parser.add_argument("--keep-going", action="store_true", help="merge the good shards even if some are refused")
     parser.add_argument("--verify-only", action="store_true", help="check the shards, write nothing")
+    parser.add_argument("--prefer", choices=["first", "newest"], default="first",
+                        help="a hotel that arrives again: keep the copy in the store (first, default) or the one "
+                             "finished last (newest), e.g. after a forced redo")
+    parser.add_argument("--reverify", action="store_true",
+                        help="read and merge again shards the store's ledger lists as merged")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def print_report(report: MergeReport) -> None:
     verified = sum(v["bytes"] for v in report.verified)
-    print(f"verified {len(report.verified)} shards ({format_bytes(verified)}), refused {len(report.refused)}")
+    print(f"verified {len(report.verified)} shards ({format_bytes(verified)}), refused {len(report.refused)}, "
+          f"skipped {len(report.skipped)} merged before (ledger; --reverify reads them again)")
     for refusal in report.refused:
         print(f"  REFUSED [{refusal.reason}] {refusal.message}")
     if report.refused and not report.merged:
@@ -48,6 +54,10 @@ def print_report(report: MergeReport) -> None:
           f"({format_bytes(report.bytes_written)}, {format_bytes(rate)}/s), {report.manifests_written} manifests, "
           f"{report.catalog_updated} catalogue rows in {report.seconds:.1f}s")
     for c in report.conflicts:
+        if c.replaced:
+            print(f"  CONFLICT hotel {c.hotel_id}: the newer copy from {c.other_node} ({c.other_shard}) replaced "
+                  f"the one from {c.kept_node} ({c.kept_shard}), {'same' if c.same_files else 'DIFFERENT'} files")
+            continue
         print(f"  CONFLICT hotel {c.hotel_id}: kept the copy from {c.kept_node} ({c.kept_shard}), "
               f"also from {c.other_node} ({c.other_shard}), {'same' if c.same_files else 'DIFFERENT'} files")
     if not report.changed:
@@ -72,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = merge(
             args.shards, store, catalog_path=args.catalog, store_label=args.store_label,
-            keep_going=args.keep_going, verify_only=args.verify_only, progress=None if args.quiet else progress,
+            keep_going=args.keep_going, verify_only=args.verify_only, prefer=args.prefer, reverify=args.reverify,
+            progress=None if args.quiet else progress,
         )
     except OSError as exc:
         print(f"merge: {exc}", file=sys.stderr)
