@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_pack_merge import ROOT, images_only, jpeg, make_store, run_script, snapshot, tree, write_hotel
+from support import ROOT, run_script
+from test_pack_merge import images_only, jpeg, make_store, snapshot, tree, write_hotel
 
 from hotelimages import manifest as manifest_format
 from hotelimages import merging
@@ -73,7 +74,7 @@ def test_no_shard_found_is_an_error_exit_2(tmp_path: Path, where: str):
         folder.mkdir()
     with pytest.raises(NoShards):
         merge([folder], tmp_path / "central")
-    done = run_script("scripts/merge", folder, "--store", tmp_path / "central")
+    done = run_script("merge", folder, "--store", tmp_path / "central")
     assert done.returncode == 2, done.stdout + done.stderr
     assert ("no shard" if where == "empty" else "no such shard") in done.stderr
     assert not (tmp_path / "central").exists()
@@ -96,7 +97,7 @@ def test_lock_keeps_a_second_merge_out_and_a_dead_holder_does_not(shards: Path, 
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        done = run_script("scripts/merge", shards, "--store", central, "--quiet")
+        done = run_script("merge", shards, "--store", central, "--quiet")
         assert done.returncode == 2 and "another merge is using" in done.stderr, done.stdout + done.stderr
         assert not any(central.glob("?/?/?/?/*/" + MANIFEST_NAME))
     finally:
@@ -104,7 +105,7 @@ def test_lock_keeps_a_second_merge_out_and_a_dead_holder_does_not(shards: Path, 
         holder.wait(10)
     # The holder died without cleaning up: its lock file is still there, the OS released the lock.
     assert lock_path(central).exists()
-    done = run_script("scripts/merge", shards, "--store", central, "--quiet")
+    done = run_script("merge", shards, "--store", central, "--quiet")
     assert done.returncode == 0 and f"added {len(HOTELS)} hotels" in done.stdout, done.stdout + done.stderr
 
 
@@ -115,7 +116,7 @@ def test_two_concurrent_merges_do_not_both_add_the_hotels(tmp_path: Path):
     pack(store, out, max_shard_bytes=parse_size("32K"))
     central = tmp_path / "central"
     command = [sys.executable, "scripts/merge", str(out), "--store", str(central), "--json", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": ""}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             for _ in range(2)]
     results = [(p.wait(60), p.stdout.read(), p.stderr.read()) for p in runs]
@@ -166,7 +167,7 @@ def test_prefer_newest_replaces_a_forced_redo_and_keeps_history(tmp_path: Path):
     assert [(c.hotel_id, c.replaced) for c in kept_first.conflicts] == [("1005", False)]
     assert set(images_only(tree(central))) == old_files
 
-    done = run_script("scripts/merge", tmp_path / "second", "--store", central, "--prefer", "newest", "--reverify",
+    done = run_script("merge", tmp_path / "second", "--store", central, "--prefer", "newest", "--reverify",
                       "--json", "--quiet")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
