@@ -5,7 +5,8 @@
 
 Equivalent to ``scrapy crawl hotels`` inside a checkout: every argument but ``--env-file``
 goes to ``scrapy crawl hotels``, and the project settings are ``hotelimages.settings``
-unless SCRAPY_SETTINGS_MODULE says otherwise, so no scrapy.cfg is needed.
+unless SCRAPY_SETTINGS_MODULE says otherwise, so no scrapy.cfg is needed. Env files may be
+UTF-8 (with or without a BOM) or UTF-16 with a BOM, with any line ends (``hotelimages.envfile``).
 """
 
 from __future__ import annotations
@@ -13,39 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import MutableMapping
 from pathlib import Path
+
+from hotelimages.envfile import load_env_files
+from hotelimages.envfile import parse_env_text as parse_env_file  # noqa: F401 - the older name
 
 SETTINGS_MODULE = "hotelimages.settings"
 SPIDER = "hotels"
-
-
-def parse_env_file(text: str, source: str = "env file") -> dict[str, str]:
-    """``NAME=VALUE`` lines (``#`` comments, blank lines, optional ``export``, optional quotes) as a dict."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        name, sep, value = line.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name.isidentifier():
-            raise ValueError(f"{source}:{number}: expected NAME=VALUE, got {line[:80]!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
-
-
-def load_env_files(paths: list[Path], environ: MutableMapping[str, str]) -> None:
-    """Put the files' variables into ``environ``; a variable already set there is kept (it wins)."""
-    loaded: dict[str, str] = {}
-    for path in paths:
-        loaded.update(parse_env_file(path.read_text(encoding="utf-8"), str(path)))
-    for name, value in loaded.items():
-        environ.setdefault(name, value)
 
 
 def crawl_argv(rest: list[str]) -> list[str]:
@@ -66,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         load_env_files(args.env_file, os.environ)
     except (OSError, ValueError) as exc:
-        parser.error(str(exc))
+        # One line, no usage text: the operator needs to know which file and line (never its text).
+        print(f"hotelimages-node: {exc}", file=sys.stderr)
+        sys.exit(2)
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", SETTINGS_MODULE)
 
     from scrapy.cmdline import execute  # noqa: PLC0415 - after the environment is complete
