@@ -10,6 +10,7 @@
 | ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
 | ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |
 | ``hotels:history:<owner>`` | list with TTL | a process's progress samples (JSON), newest first, capped |
+| ``hotels:alive:<owner>`` | string with TTL | a process is alive: set by its lease heartbeat (even with progress off) |
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Keys:
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"
+
+    def alive(self, owner: str) -> str:
+        return f"{self.prefix}:alive:{owner}"
 
     def history(self, owner: str) -> str:
         return f"{self.prefix}:history:{owner}"
