@@ -20,6 +20,7 @@ command (``hotelimages.commands.crawl``) logs it and exits with status 2 before 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -241,16 +242,23 @@ def check_store(cfg: HotelsConfig, *, on_windows: bool | None = None,
     where = str(store)
     if not os.path.isabs(cfg.store or "images"):
         where += f" (IMAGES_STORE {cfg.store or 'images'!r} is relative to the working directory)"
+    # Folders made for the probe are removed again: a check leaves nothing behind (the node makes them).
+    made = [p for p in (store, *store.parents) if not p.exists()]
     try:
         store.mkdir(parents=True, exist_ok=True)
         probe = store / f".hotelimages-probe-{os.getpid()}"
         write_atomic(probe, b"hotelimages store probe\n")
         probe.unlink()
+        free_mb = shutil.disk_usage(store).free // MIB
     except OSError as exc:
         return [Check("store", False, f"the store {store} cannot be written ({exc.strerror or exc}; "
                                       f"errno {exc.errno}): check IMAGES_STORE and its permissions")]
-    checks = [Check("store", True, f"{where}: writable (probe file written, renamed, deleted)")]
-    free_mb = shutil.disk_usage(store).free // MIB
+    finally:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    made_note = ", can be made" if made else ""
+    checks = [Check("store", True, f"{where}: writable{made_note} (probe file written, renamed, deleted)")]
     low = free_mb < cfg.store_min_free_mb
     checks.append(Check("free space", True, f"{free_mb:,} MiB free on the store's disk"
                         + (f", under HOTELS_STORE_MIN_FREE_MB={cfg.store_min_free_mb}" if low else ""), warning=low))
