@@ -145,6 +145,19 @@ def test_misconfigured_node_refuses_to_start_and_fails_nothing(queue, listing_ba
     assert port  # the URL had a port: the scenarios above changed only what they meant to
 
 
+def test_with_a_log_file_the_refusal_is_in_the_log(queue, listing_base, tmp_path):
+    url, client = queue
+    log = tmp_path / "node.log"
+    proc = run_node(node_env(url.replace(PASSWORD, "nope"), listing_base, tmp_path / "store"),
+                    "-s", f"LOG_FILE={log}")
+    assert proc.returncode == 2
+    lines = [line for line in log.read_text().splitlines() if "ERROR" in line]
+    assert len(lines) == 1 and "[hotelimages.commands.crawl] ERROR: not starting: Redis: " in lines[0]
+    assert "refused the credentials" in lines[0]
+    assert PASSWORD not in log.read_text() + proc.stderr
+    assert_queue_intact(client)
+
+
 def test_unknown_settings_can_be_made_warnings(queue, listing_base, tmp_path):
     url, client = queue
     proc = run_node(node_env(url, listing_base, tmp_path / "store"), "-s", "HOTELS_UNKNOWN_SETTINGS=warn",

@@ -3,10 +3,11 @@
 Scrapy finds this command through ``COMMANDS_MODULE`` (settings.py), so ``scrapy crawl hotels``,
 ``hotelimages-node`` and scrapyd's jobs all run it. For the ``hotels`` spider it runs the
 start-up checks (``doctor.run_checks``) before the crawler process is made: a failure is one
-line on stderr and exit status 2, having claimed nothing; warnings are logged once logging is
-set up. After the crawl, the exit status follows the spider's close reason (``exit_status``):
-0 for a normal end, 1 for a stop on a problem (a store that cannot be written, for instance),
-or the value a component put in the ``hotelimages/exit_status`` stat.
+line on stderr (in the log instead when LOG_FILE is set, as in scrapyd's jobs) and exit status
+2, having claimed nothing; warnings are logged once logging is set up. After the crawl, the
+exit status follows the spider's close reason (``exit_status``): 0 for a normal end, 1 for a
+stop on a problem (a store that cannot be written, for instance), or the value a component put
+in the ``hotelimages/exit_status`` stat.
 """
 
 from __future__ import annotations
@@ -52,14 +53,20 @@ class Command(ScrapyCrawl):
         # that must not start says why in one line on stderr and exits, having claimed nothing.
         cfg, self._checks = doctor.run_checks(self.settings, os.environ)
         failed = [c for c in self._checks if not c.ok]
-        if failed:
-            sys.stderr.write(f"hotelimages: {doctor.failure_line(failed)}\n")
+        self._failure = doctor.failure_line(failed) if failed else ""
+        if failed and not self.settings.get("LOG_FILE"):
+            sys.stderr.write(f"hotelimages: {self._failure}\n")
             sys.exit(EXIT_NOT_STARTED)
+        # With a LOG_FILE (scrapyd's jobs) the line goes there, once logging is set up: see run().
         self._store = str(doctor.store_path(cfg)) if cfg else ""
 
     def run(self, args: list[str], opts: Any) -> None:
         if len(args) != 1:
             super().run(args, opts)  # Scrapy's usage errors
+            return
+        if getattr(self, "_failure", ""):
+            logger.error("%s", self._failure)
+            self.exitcode = EXIT_NOT_STARTED
             return
         for check in getattr(self, "_checks", []):
             if check.warning:
