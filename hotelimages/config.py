@@ -25,8 +25,8 @@ ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_ST
 IMAGE_FETCHERS = ("direct", "scrapy")
 #: Values of HOTELS_UNKNOWN_SETTINGS (see defaults.py).
 UNKNOWN_SETTINGS_MODES = ("error", "warn")
-#: Environment variables the scripts (not the node) read.
-SCRIPT_ENV = ("HOTELS_KEY_PREFIX",)
+#: Environment variables that only the scripts read, and that are not settings (status --serve's password).
+SCRIPT_ENV = ("HOTELS_CONSOLE_PASSWORD",)
 #: Prefixes of our own setting names: any unknown name with one of them is a mistake.
 OUR_PREFIXES = ("HOTELS_", "HOTEL_")
 #: How alike (difflib ratio) an unknown name must be to a known one to count as a misspelling.
@@ -76,8 +76,8 @@ class UnknownSetting:
     def message(self) -> str:
         """``unknown setting X; did you mean Y?``"""
         if self.kind == "environment variable" and self.suggestion == self.name:
-            return (f"environment variable {self.name} is not read by a node; set it as a setting "
-                    f"(-s {self.name}=... or in the scrapyd job) instead")
+            return (f"environment variable {self.name} is not read by a node; give the node the same value "
+                    f"as a setting (-s {self.name}=... or in the scrapyd job)")
         text = f"unknown {self.kind} {self.name}"
         return f"{text}; did you mean {self.suggestion}?" if self.suggestion else f"{text} (not a setting of ours)"
 
@@ -107,12 +107,13 @@ def unknown_settings(names: Iterable[str]) -> list[UnknownSetting]:
     return found
 
 
-def unknown_environment(environ: Mapping[str, str]) -> list[UnknownSetting]:
+def unknown_environment(environ: Mapping[str, str], settings: Any = None) -> list[UnknownSetting]:
     """Environment variables that look meant for a node but that it does not read.
 
     A node reads only ``ENV_SETTINGS`` from the environment: ``IMAGE_STORE`` or
-    ``HOTEL_LISTING_ULR`` (alike to one of those), or any other ``HOTELS_*`` name
-    (``HOTELS_IDLE_CLOSE_SECONDS`` is a setting, not read from the environment), is flagged.
+    ``HOTEL_LISTING_ULR`` (alike to one of those), or any other ``HOTELS_*`` name, is flagged.
+    A setting such as ``HOTELS_KEY_PREFIX`` that the scripts read from the environment but a node
+    does not is flagged only if the node's setting (from ``settings``) has another value.
     """
     read = set(ENV_SETTINGS) | set(SCRIPT_ENV)
     found = []
@@ -120,6 +121,8 @@ def unknown_environment(environ: Mapping[str, str]) -> list[UnknownSetting]:
         if name in read:
             continue
         if name in our_setting_names():
+            if settings is not None and str(_get(settings, name)) == str(environ[name]):
+                continue
             found.append(UnknownSetting(name, name, "environment variable"))
         elif name.startswith(OUR_PREFIXES):
             found.append(UnknownSetting(name, _closest(name, read | our_setting_names(), 0.6), "environment variable"))
@@ -147,7 +150,7 @@ def check_names(settings: Any, environ: Mapping[str, str] | None = None) -> tupl
                 f"got {mode!r}"], []
     found = unknown_settings(user_setting_names(settings))
     if environ is not None:
-        found += unknown_environment(environ)
+        found += unknown_environment(environ, settings)
     messages = [u.message() for u in found]
     if mode == "warn":
         return [], messages

@@ -21,10 +21,10 @@ import pytest
 import redis
 from crawling import demo_server
 
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT
+from devtools.localredis import LocalRedis, stop_process
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis, stop_process
 
 PASSWORD = "Pw-4-hotel-nodes"
 HOTELS = 1000
