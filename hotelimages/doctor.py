@@ -60,6 +60,8 @@ _KEY_TYPES = {
     "stats": ("hash",),
 }
 MIB = 1024 * 1024
+#: The ID length assumed for a pattern that does not bound it (the default patterns allow 64).
+ASSUMED_ID_LENGTH = 64
 
 
 class PreflightError(Exception):
@@ -126,14 +128,17 @@ def longest_paths(store: str, *, hotel_id_length: int, image_id_length: int, sha
 
 
 def config_path_lengths(cfg: HotelsConfig, store: str) -> tuple[PathLengths, list[str]]:
-    """``longest_paths`` for a node's settings; the list names ID patterns without a length bound."""
+    """``longest_paths`` for a node's settings; the list names ID patterns without a length bound.
+
+    An unbounded pattern is counted as ``ASSUMED_ID_LENGTH`` characters.
+    """
     unbounded = []
     lengths = {}
     for name, pattern in (("HOTELS_ID_PATTERN", cfg.id_pattern), ("HOTELS_IMAGE_ID_PATTERN", cfg.image_id_pattern)):
         high = pattern_max_length(pattern)
         if high is None:
             unbounded.append(name)
-        lengths[name] = MAX_NAME if high is None else high
+        lengths[name] = ASSUMED_ID_LENGTH if high is None else high
     paths = longest_paths(
         store,
         hotel_id_length=lengths["HOTELS_ID_PATTERN"],
@@ -284,8 +289,10 @@ def check_path_length(cfg: HotelsConfig, store: str, *, on_windows: bool | None 
                      f"{figures}: over Windows' limit of {WINDOWS_MAX_PATH} ({WINDOWS_MAX_DIR} for a folder); "
                      "use a shorter IMAGES_STORE (such as D:/image) or enable long paths (LongPathsEnabled)")
     if unbounded:
-        return Check("path length", True, f"{figures}: {' and '.join(unbounded)} do not bound the ID length, "
-                                          f"figures assume {MAX_NAME}", warning=True)
+        room = ASSUMED_ID_LENGTH + WINDOWS_MAX_PATH - paths.file
+        return Check("path length", True, f"{figures} for IDs of {ASSUMED_ID_LENGTH} characters: "
+                                          f"{' and '.join(unbounded)} do not bound the ID length, and an ID over "
+                                          f"{room} characters would not fit Windows' limit", warning=True)
     return Check("path length", True, f"{figures} (Windows' limit: {WINDOWS_MAX_PATH})")
 
 
