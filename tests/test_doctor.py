@@ -211,3 +211,25 @@ def test_doctor_command(redis_url, tmp_path):
     assert "✗ settings: unknown environment variable IMAGE_STORE; did you mean IMAGES_STORE?" in bad.stdout
     assert "✗ settings: setting HOTELS_LEASE_SECONDS must be >= 1, got 0" in bad.stdout
     assert bad.stdout.splitlines()[-1] == "0 of 2 checks passed; the node would not start"
+
+
+def test_acl_users_without_info_pass_and_without_scripts_fail(redis_url, redis_client):
+    host_db = redis_url.split("://", 1)[1]
+    users = {"hi-node-noinfo": "-@dangerous", "hi-node-noscript": "-@scripting"}
+    for user, denied in users.items():
+        redis_client.execute_command("ACL", "SETUSER", user, "on", ">node-pw", "~*", "&*", "+@all", denied)
+    try:
+        results = {}
+        for user in users:
+            cfg = HotelsConfig.from_settings({"REDIS_URL": f"redis://{user}:node-pw@{host_db}"})
+            client = sync_client(cfg.redis)
+            try:
+                results[user] = doctor.check_redis(cfg, client)
+            finally:
+                client.close()
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", *users)
+    assert [c.ok for c in results["hi-node-noinfo"]] == [True, True]
+    (denied,) = results["hi-node-noscript"]
+    assert not denied.ok and "the ACL user may not do what a node needs" in denied.detail
+    assert "node-pw" not in denied.detail
