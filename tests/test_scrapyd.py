@@ -379,6 +379,7 @@ def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis
 
 def test_second_schedule_is_skipped_while_a_job_runs_and_cancel_drains(scrapyd, redis_url, redis_client, tmp_path):
     host = scrapyd.host(REDIS_URL=redis_url, IMAGES_STORE=str(tmp_path / "store"), NODE_ID="idle",
+                        HOTEL_LISTING_URL="http://127.0.0.1:9/hotels/{hotel_id}/photos",  # never fetched: no work
                         HOTELS_IDLE_CLOSE_SECONDS="30", HOTELS_POLL_SECONDS="0.2")
     first = jobs.schedule_host(host, credentials=CREDS)
     assert first.status == "scheduled", first.line()

@@ -20,6 +20,7 @@ from hotelimages import defaults
 #: Subcommand name -> module under ``hotelimages.commands``, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
     "node": "node",
+    "doctor": "doctor",
     "push": "push",
     "status": "status",
     "requeue": "requeue",

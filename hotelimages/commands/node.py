@@ -6,50 +6,25 @@
 Equivalent to ``scrapy crawl hotels`` inside a checkout: every argument but ``--env-file`` goes to
 ``scrapy crawl hotels``, and the project settings are ``hotelimages.settings`` unless
 SCRAPY_SETTINGS_MODULE says otherwise, so no scrapy.cfg is needed. ``hotelimages-node`` is the same.
+Env files may be UTF-8 (with or without a BOM) or UTF-16 with a BOM, with any line ends
+(``hotelimages.envfile``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import MutableMapping
+import sys
 from pathlib import Path
 
-from hotelimages.commands import UsageError
+from hotelimages.envfile import load_env_files
+from hotelimages.envfile import parse_env_text as parse_env_file  # noqa: F401 - the name tests and tools know
 
 OPTIONS: tuple[str, ...] = ()
 #: Unknown arguments are not an error: they are scrapy crawl's (``-s NAME=VALUE``, ``-L``, ...).
 PASSTHROUGH = True
 SETTINGS_MODULE = "hotelimages.settings"
 SPIDER = "hotels"
-
-
-def parse_env_file(text: str, source: str = "env file") -> dict[str, str]:
-    """``NAME=VALUE`` lines (``#`` comments, blank lines, optional ``export``, optional quotes) as a dict."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        name, sep, value = line.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name.isidentifier():
-            raise ValueError(f"{source}:{number}: expected NAME=VALUE, got {line[:80]!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
-
-
-def load_env_files(paths: list[Path], environ: MutableMapping[str, str]) -> None:
-    """Put the files' variables into ``environ``; a variable already set there is kept (it wins)."""
-    loaded: dict[str, str] = {}
-    for path in paths:
-        loaded.update(parse_env_file(path.read_text(encoding="utf-8"), str(path)))
-    for name, value in loaded.items():
-        environ.setdefault(name, value)
 
 
 def crawl_argv(rest: list[str]) -> list[str]:
@@ -67,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         load_env_files(args.env_file, os.environ)
     except (OSError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+        # One line, no usage text: which file and line (never its text: a value may be a password).
+        print(f"hotelimages node: {exc}", file=sys.stderr)
+        return 2
     os.environ.setdefault("SCRAPY_SETTINGS_MODULE", SETTINGS_MODULE)
 
     from scrapy.cmdline import execute  # noqa: PLC0415 - after the environment is complete

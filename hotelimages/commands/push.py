@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -39,18 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def records(args: argparse.Namespace) -> Iterator[idfiles.Candidate | idfiles.Rejected]:
-    """Every record of the input files, in order ('-' is stdin, read as UTF-8 with an optional BOM)."""
+    """Every record of the input files, in order ('-' is stdin).
+
+    Files may be UTF-8 (with or without a BOM) or UTF-16 with a BOM, with any line ends.
+    """
     for name in args.files:
-        if name == "-":
-            stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-            yield from idfiles.open_records(
-                stream, "<stdin>", csv_column=args.csv_column, jsonl=args.jsonl, pattern=args.id_pattern
-            )
-        else:
-            with open(name, encoding="utf-8-sig", newline="") as stream:
-                yield from idfiles.open_records(
-                    stream, name, csv_column=args.csv_column, jsonl=args.jsonl, pattern=args.id_pattern
-                )
+        source = (sys.stdin.buffer, "<stdin>") if name == "-" else (name, None)
+        yield from idfiles.read_records(
+            *source, csv_column=args.csv_column, jsonl=args.jsonl, pattern=args.id_pattern
+        )
 
 
 def run(args: argparse.Namespace) -> int:

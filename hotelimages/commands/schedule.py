@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hotelimages import scrapyd_jobs
 from hotelimages.commands import UsageError
+from hotelimages.textfiles import TextFileError, read_text
 
 OPTIONS: tuple[str, ...] = ()
 
@@ -45,12 +46,21 @@ def run(args: argparse.Namespace) -> int:
         common = [scrapyd_jobs.parse_setting(s) for s in args.settings]
         hosts = [scrapyd_jobs.parse_host_line(url) for url in args.urls]
         if args.hosts:
-            hosts += scrapyd_jobs.parse_hosts(args.hosts.read_text(encoding="utf-8"), str(args.hosts))
-    except (scrapyd_jobs.HostsFileError, OSError) as exc:
+            hosts += scrapyd_jobs.parse_hosts(read_text(args.hosts), str(args.hosts))
+    except (scrapyd_jobs.HostsFileError, TextFileError, OSError) as exc:
         raise UsageError(str(exc)) from exc
     hosts = [h for h in hosts if h]
     if not hosts:
         raise UsageError("no hosts: give URLs or --hosts FILE")
+
+    errors, warnings = scrapyd_jobs.setting_problems(hosts, common)
+    for message in warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    if errors:
+        for message in errors:
+            print(f"schedule: {message}", file=sys.stderr)
+        print("schedule: nothing sent", file=sys.stderr)
+        return 2
 
     if args.dry_run:
         for host in hosts:
