@@ -20,6 +20,7 @@ from devtools.demo import ROOT, crawl_env
 from devtools.localredis import stop_process
 from hotelimages import status
 from hotelimages.keys import Keys
+from tests.support import run_cli, run_script
 
 FAST = ("HOTELS_IDLE_CLOSE_SECONDS=2", "HOTELS_POLL_SECONDS=0.2", "HOTELS_CONTROL_SECONDS=0.5",
         "HOTELS_PROGRESS_INTERVAL=1", "LOG_LEVEL=INFO")
@@ -233,8 +234,7 @@ def test_pause_and_resume_three_nodes(redis_client, redis_url, tmp_path):
         try:
             while redis_client.hlen(keys.manifests) < 3:
                 time.sleep(0.2)
-            out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pause")], env=env, capture_output=True,
-                                 text=True, timeout=30)
+            out = run_script("pause", env=env)
             assert out.returncode == 0, out.stderr
             paused_at = time.monotonic()
             # Nodes obey within HOTELS_CONTROL_SECONDS (0.5 s here); their hotels in flight finish.
@@ -248,8 +248,7 @@ def test_pause_and_resume_three_nodes(redis_client, redis_url, tmp_path):
             states = {redis_client.hget(k, "state") for k in redis_client.scan_iter(keys.node_pattern)}
             text = status.render_text(status.gather(redis_client, keys))
             assert all(p.poll() is None for p in procs)  # paused nodes wait; they do not close
-            out = subprocess.run([sys.executable, str(ROOT / "scripts" / "resume")], env=env, capture_output=True,
-                                 text=True, timeout=30)
+            out = run_script("resume", env=env)
             assert out.returncode == 0, out.stderr
             wait_all(procs, 90)
         finally:
@@ -264,8 +263,18 @@ def test_pause_and_resume_three_nodes(redis_client, redis_url, tmp_path):
     assert_all_complete(redis_client, ids, tmp_path)
 
 
-@pytest.mark.parametrize("script", ["pause", "resume"])
-def test_pause_scripts_report_redis_errors(script, tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--redis-url", "redis://127.0.0.1:1/0"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and script in out.stderr
+@pytest.mark.parametrize("command", ["pause", "resume"])
+def test_pause_commands_report_redis_errors(command, capsys):
+    result = run_cli(capsys, command, "--redis-url", "redis://127.0.0.1:1/0")
+    assert result.code == 2 and result.err.startswith(f"{command}: ")
+
+
+def test_pause_commands_print_what_is_in_force(redis_url, redis_client, capsys):
+    result = run_cli(capsys, "pause", "--redis-url", redis_url, "--node", "pc12", "--note", "demo day")
+    assert result.code == 0 and "paused node pc12" in result.out and "pauses in force: node:pc12" in result.out
+    assert json.loads(redis_client.hget(Keys().paused, "node:pc12"))["note"] == "demo day"
+    result = run_cli(capsys, "resume", "--redis-url", redis_url, "--json")
+    assert json.loads(result.out) == {"paused": False, "node": None, "changed": False, "in_force": {
+        "node:pc12": json.loads(redis_client.hget(Keys().paused, "node:pc12"))}}
+    assert run_cli(capsys, "resume", "--redis-url", redis_url, "--node", "pc12").out.startswith("resumed node pc12")
+    assert redis_client.hlen(Keys().paused) == 0
