@@ -21,8 +21,7 @@ from hotelimages.keys import Keys
 from hotelimages.redisconn import RedisTarget, redact_url, redis_target
 
 #: Settings that an environment variable of the same name overrides (see settings.py).
-ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID",
-                "HOTELS_HOST_BUDGETS", "HOTELS_MAX_BYTES_PER_SEC", "HOTELS_ACTIVE_HOURS")
+ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
 #: Values of HOTELS_UNKNOWN_SETTINGS (see defaults.py).
