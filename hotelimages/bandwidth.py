@@ -7,8 +7,8 @@ token bucket of bytes for the whole node, used by ``fetcher.ImageFetcher`` in tw
   photo (a running average) out of it at once: a server sends a small photo as soon as it is
   asked, so starts are what a CDN and the office line see;
 - while the body arrives, bytes beyond that estimate are taken as they come; once the bucket
-  is more than ``burst`` in debt the transfer is paused (libcurl's write-callback pause) and
-  resumed when the bucket has refilled. At its end, an overestimate is given back.
+  is in debt the transfer is paused (libcurl's write-callback pause) and resumed when the
+  bucket is out of debt again. At its end, an overestimate is given back.
 
 So the bytes a node asks for over any window stay within a photo or two of ``rate`` ×
 window. ``rate`` may change at run time (the schedule's caps); 0 means no cap.
@@ -76,12 +76,11 @@ class ByteBudget:
             self.level -= n
 
     def over(self) -> float:
-        """Seconds until the bucket is back within its burst of debt (0: not over); transfers pause meanwhile."""
+        """Seconds until the bucket is out of debt (0: not in debt); a transfer past its estimate pauses meanwhile."""
         if not self.rate:
             return 0.0
         self._refill()
-        debt = -self.level - self.burst
-        return debt / self.rate if debt > 0 else 0.0
+        return -self.level / self.rate if self.level < 0 else 0.0
 
     def finish(self, taken: int, received: int) -> None:
         """A transfer ended after ``received`` bytes; an overestimate is given back, the estimate updated."""

@@ -701,6 +701,11 @@ class ImageFetcher:
             if slot.users == 0:
                 del self._hosts[host]
 
+    def _pause(self, easy: Any, wait: float) -> None:
+        """The bandwidth cap paused a transfer: resume it once the node's byte bucket has refilled."""
+        self.counts["bandwidth_pauses"] += 1
+        self._curl.unpause_later(easy, wait)
+
     def _new_handle(self) -> Any:
         """An easy handle with the options every transfer shares."""
         options = self.policy.options
@@ -736,7 +741,7 @@ class ImageFetcher:
         metered = None
         if self.bandwidth.rate:
             metered = _Metered(answer.body.write, self.bandwidth, self.bandwidth.start(),
-                               lambda wait: self._curl.unpause_later(easy, wait))
+                               lambda wait: self._pause(easy, wait))
         try:
             easy.setopt(pycurl.URL, url)
             easy.setopt(pycurl.HTTPHEADER, headers)

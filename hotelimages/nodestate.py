@@ -144,7 +144,7 @@ class NodeState:
                 logger.info("Node %s: resumed (was %s)", self.node_id, self.paused)
                 self.unpaused.set()
             self.paused = paused
-            await self._show_activity(paused or "claiming")
+            await self._show_activity(paused or "running")
         return self.paused
 
     async def _show_activity(self, activity: str) -> None:

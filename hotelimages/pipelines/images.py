@@ -193,6 +193,8 @@ class ShardedImagesPipeline(ImagesPipeline):
             why_not = "the asyncio reactor is not installed"
         if why_not:
             logger.info("Images are downloaded through Scrapy's downloader: %s", why_not)
+            if self.node.bandwidth.rate or self.cfg.max_bytes_per_sec:
+                logger.warning("HOTELS_MAX_BYTES_PER_SEC applies to the direct fetcher only: not capped here")
             return None
         return ImageFetcher(FetchPolicy.from_settings(settings), self.stats, self._stopping,
                             gate=self.node.gate, bandwidth=self.node.bandwidth)
