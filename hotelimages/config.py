@@ -19,6 +19,8 @@ from hotelimages.redisconn import RedisTarget, redis_target
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
+#: Values of HOTELS_BREAKER_MODE (see defaults.py).
+BREAKER_MODES = ("wait", "exit")
 
 
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
@@ -128,6 +130,12 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    breaker_mode: str = defaults.HOTELS_BREAKER_MODE
+    breaker_threshold: int = defaults.HOTELS_BREAKER_THRESHOLD
+    breaker_same_failures: int = defaults.HOTELS_BREAKER_SAME_FAILURES
+    breaker_wait_seconds: float = defaults.HOTELS_BREAKER_WAIT_SECONDS
+    breaker_max_wait_seconds: float = defaults.HOTELS_BREAKER_MAX_WAIT_SECONDS
+    rename_attempts: int = defaults.HOTELS_RENAME_ATTEMPTS
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -152,6 +160,10 @@ class HotelsConfig:
         if image_fetcher not in IMAGE_FETCHERS:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
+        breaker_mode = str(_get(settings, "HOTELS_BREAKER_MODE")).strip().lower()
+        if breaker_mode not in BREAKER_MODES:
+            raise ValueError(f"setting HOTELS_BREAKER_MODE must be one of {', '.join(BREAKER_MODES)}, "
+                             f"got {breaker_mode!r}")
         return cls(
             redis=redis_target(settings),
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
@@ -183,4 +195,10 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            breaker_mode=breaker_mode,
+            breaker_threshold=_int(settings, "HOTELS_BREAKER_THRESHOLD"),
+            breaker_same_failures=_int(settings, "HOTELS_BREAKER_SAME_FAILURES"),
+            breaker_wait_seconds=_float(settings, "HOTELS_BREAKER_WAIT_SECONDS", 0.1),
+            breaker_max_wait_seconds=_float(settings, "HOTELS_BREAKER_MAX_WAIT_SECONDS", 0.1),
+            rename_attempts=_int(settings, "HOTELS_RENAME_ATTEMPTS", 1),
         )

@@ -283,6 +283,8 @@ class HotelsProgress:
             "images_per_s": round(rates.images_per_s, 3),
             "mb_per_s": round(rates.mb_per_s, 4),
             "hotels_per_s": round(rates.hotels_per_s, 4),
+            # Why this process stopped claiming (its circuit breaker, its store), for status; "" while it works.
+            "stopped_claiming": str(getattr(self.node, "stopped_claiming", "") or ""),
         }
         sample = {
             "t": round(server_now, 3), "hotels": counts.hotels, "images": counts.images, "bytes": counts.bytes,
@@ -290,6 +292,8 @@ class HotelsProgress:
         }
         if state != "running":
             sample["state"] = state
+        if heartbeat["stopped_claiming"]:
+            sample["reason"] = heartbeat["stopped_claiming"]
         node_key, hist_key = self.keys.node(owner), self.keys.history(owner)
         async with self.client.pipeline(transaction=True) as pipe:
             if self._published_owner not in (None, owner):

@@ -38,6 +38,7 @@ class Sample:
     done: int = 0
     pending: int = 0
     state: str = ""
+    reason: str = ""  # why the process stopped claiming, if it did
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Sample | None:
@@ -47,6 +48,7 @@ class Sample:
                 t=float(data["t"]),
                 **{k: int(data.get(k, 0)) for k in ("hotels", "images", "bytes", "failures", "done", "pending")},
                 state=str(data.get("state", "")),
+                reason=str(data.get("reason", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -72,6 +74,8 @@ class NodeStatus:
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     hotels_per_s: float = 0.0
+    #: Why it stopped claiming (circuit breaker, store): "" while it claims.
+    stopped_claiming: str = ""
     history: list[Sample] = field(default_factory=list)  # oldest first
 
 
@@ -174,6 +178,7 @@ def build_node(
         node.last_seen = _num(heartbeat.get("updated_at"), float)
         for name in ("hotels", "images", "bytes", "failures", "in_flight"):
             setattr(node, name, _num(heartbeat.get(name)) or 0)
+        node.stopped_claiming = str(heartbeat.get("stopped_claiming") or "")
         rates = window_rates(history, window)
         if rates is None:
             rates = tuple(_num(heartbeat.get(k), float) or 0.0 for k in ("hotels_per_s", "images_per_s", "mb_per_s"))
@@ -181,6 +186,7 @@ def build_node(
     elif last is not None:
         node.last_seen = last.t
         node.hotels, node.images, node.bytes, node.failures = last.hotels, last.images, last.bytes, last.failures
+        node.stopped_claiming = last.reason
     return node
 
 
@@ -349,12 +355,14 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
             )
     else:
         lines.append("  none")
+    lines += [f"  {n.owner}: stopped claiming: {n.stopped_claiming}" for n in status.live if n.stopped_claiming]
     if status.gone:
         lines += ["", "gone processes (no heartbeat)"]
         for n in status.gone[:max_gone]:
             held = f", holds {n.leases} leases (oldest {format_duration(n.oldest_lease_age)})" if n.leases else ""
             seen = format_duration(status.at - n.last_seen) + " ago" if n.last_seen else "never"
-            lines.append(f"  {n.owner:<32} {n.state:<7} last seen {seen}, {n.hotels:,} hotels{held}")
+            why = f"; stopped claiming: {n.stopped_claiming}" if n.stopped_claiming else ""
+            lines.append(f"  {n.owner:<32} {n.state:<7} last seen {seen}, {n.hotels:,} hotels{held}{why}")
         if len(status.gone) > max_gone:
             lines.append(f"  ... and {len(status.gone) - max_gone} more")
     return "\n".join(lines) + "\n"
