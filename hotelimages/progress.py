@@ -13,6 +13,7 @@ and publishes, with the asyncio Redis client:
   ``{"t", "hotels", "images", "bytes", "failures", "done", "pending"}`` where ``t`` is Redis server
   time and ``done``/``pending`` are the fleet's manifests and pending entries at that moment,
   which gives ``status`` throughput over time per process and the fleet's completion curve.
+  A sample also has ``state`` once the process closes and ``reason`` once it stopped claiming.
 
 The history is per owner (``NODE_ID/pid-token``), not per node, because the
 counters are per process: two processes of one node would interleave
@@ -49,7 +50,7 @@ HEARTBEAT_FIELDS = (
     "node_id", "owner", "pid", "interval", "started_at", "updated_at", "state",
     "hotels", "hotels_complete", "hotels_partial", "hotels_failed", "hotels_empty", "hotels_rejected",
     "images", "bytes", "images_failed", "failures", "in_flight",
-    "images_per_s", "mb_per_s", "hotels_per_s",
+    "images_per_s", "mb_per_s", "hotels_per_s", "stopped_claiming",
 )
 
 
