@@ -65,6 +65,7 @@ class NodeState:
         self._wait = 0.0
         self._crawler = crawler
         self._heartbeat_task: asyncio.Task | None = None
+        self._closing: asyncio.Future | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> NodeState:
@@ -123,7 +124,19 @@ class NodeState:
         self.drain()
         self.give_back()
         if self._crawler is not None and self._crawler.engine is not None:
-            asyncio.ensure_future(self._crawler.engine.close_spider_async(reason=close_reason))
+            self._closing = asyncio.ensure_future(self._close_when_idle(close_reason))
+
+    async def _close_when_idle(self, reason: str) -> None:
+        # Scrapy 2.19 checks whether a closing scraper went idle after items from responses, not
+        # after items from the spider's start(): closing while such items are still in the
+        # pipelines would wait forever. They finish at once now that hotels are given back.
+        engine = self._crawler.engine
+        slot = getattr(engine.scraper, "slot", None)
+        deadline = time.monotonic() + 30
+        while slot is not None and not slot.is_idle() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if engine.spider is not None:
+            await engine.close_spider_async(reason=reason)
 
     # ------------------------------------------------------------ the circuit breaker
 
@@ -149,6 +162,8 @@ class NodeState:
         decision = self.breaker.node_local(reason, hotel_id)
         if not decision.give_back:
             return False
+        if decision.trip is not None:
+            await self.trip(decision.trip)
         try:
             await self.leases.release(entry)
         except RedisError:
@@ -156,8 +171,6 @@ class NodeState:
         if self._crawler is not None:
             self._crawler.stats.inc_value(f"hotelimages/hotels/given_back/{reason}")
         logger.debug("Hotel %s given back unfailed (%s)", hotel_id, reason)
-        if decision.trip is not None:
-            await self.trip(decision.trip)
         return True
 
     async def hotel_recorded(self, entry: bytes, hotel_id: str, failure: str | None) -> None:

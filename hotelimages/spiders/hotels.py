@@ -156,12 +156,14 @@ class HotelsSpider(scrapy.Spider):
         deadline = time.monotonic() + self.cfg.stop_grace_seconds
         while self.leases.in_flight and time.monotonic() < deadline and not self.node.giving_back:
             await self._wait_for_room()
-        if self.leases.in_flight:
+        if self.leases.in_flight and not self.node.giving_back:
             logger.warning(
                 "%(n)d hotels unfinished after %(grace).0fs: returning them to the queue",
                 {"n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
             )
             self.node.give_back()  # the manifest pipeline must not record cut-short hotels
+        if self.node.exit_code:
+            return  # the node stops itself (NodeState closes the spider once its items are through)
         raise CloseSpider("shutdown")
 
     async def _wait_for_room(self) -> None:
