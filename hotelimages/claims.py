@@ -28,7 +28,7 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +62,12 @@ class BoundScripts:
         self.keys = keys
         self._registered: dict[str, Any] = {}
 
-    def run(self, script: LuaScript, *args: Any) -> Any:
+    def run(self, script: LuaScript, *args: Any, more_keys: Iterable[str] = ()) -> Any:
+        """Run ``script`` with ``args`` as ARGV; ``more_keys`` (keys named per call) follow its own KEYS."""
         registered = self._registered.get(script.name)
         if registered is None:
             registered = self._registered[script.name] = self.client.register_script(script.source)
-        return registered(keys=script.keys(self.keys), args=list(args))
+        return registered(keys=[*script.keys(self.keys), *more_keys], args=list(args))
 
 
 
@@ -143,9 +144,11 @@ if #expired > 0 then redis.call('HINCRBY', KEYS[4], 'claims/requeued_expired', #
 return #expired
 """
 
-# KEYS: leases, owners, manifests, failed, stats.
+
+# KEYS: leases, owners, manifests, failed, stats, reasons, then the node's reasons (``more_keys``).
 # ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1),
-# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis).
+# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis),
+# then pairs of reason field (``image/<reason>``, ``hotel/<reason>``) and count.
 # Records a hotel's outcome and acknowledges its claim in one step. A result for a
 # hotel that is already recorded is dropped (returns 0) unless the claim was forced,
 # so every hotel has exactly one result and the counters count it once.
@@ -175,6 +178,10 @@ if ARGV[4] == 'manifest' then
 else
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[5])
   redis.call('HINCRBY', KEYS[5], 'events/hotel_failed', 1)
+end
+for i = 11, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[6], ARGV[i], tonumber(ARGV[i + 1]))
+  redis.call('HINCRBY', KEYS[7], ARGV[i], tonumber(ARGV[i + 1]))
 end
 return 1
 """
@@ -219,7 +226,7 @@ RENEW = LuaScript("renew", RENEW_LUA, ("leases", "lease_owners"))
 HOLDS = LuaScript("holds", HOLDS_LUA, ("leases", "lease_owners", "manifests"))
 FINISH = LuaScript("finish", FINISH_LUA, ("leases", "lease_owners", "start_ids"))
 REQUEUE_EXPIRED = LuaScript("requeue_expired", REQUEUE_EXPIRED_LUA, ("leases", "lease_owners", "start_ids", "stats"))
-RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats"))
+RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats", "reasons"))
 PUSH_NEW = LuaScript("push_new", PUSH_NEW_LUA, ("manifests", "start_ids"))
 RETRY_FAILED = LuaScript("retry_failed", RETRY_FAILED_LUA, ("failed", "start_ids"))
 
@@ -232,6 +239,20 @@ SUCCESS_FIELDS = ("hotels/complete", "hotels/partial", "hotels/empty")
 
 
 # ---------------------------------------------------------------- entries and owners (pure)
+
+
+def reason_counts(kind: str, text: str, image_reasons: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The reason counters one recorded outcome adds: ``hotel/<reason>`` or ``image/<reason>`` per failed image."""
+    if kind == "failed":
+        try:
+            reason = json.loads(text).get("reason")
+        except (ValueError, AttributeError):
+            reason = None
+        return {f"hotel/{str(reason or 'unknown')[:64]}": 1}
+    if image_reasons is None:
+        image_reasons = Counter(str(f.get("reason") or "unknown") for f in json.loads(text).get("failed") or ())
+    return {f"image/{reason[:64]}": int(n) for reason, n in image_reasons.items() if n}
+
 
 
 def new_owner(node_id: str) -> str:
@@ -452,6 +473,8 @@ class LeaseManager:
         # Entries whose record/ack/release is on its way to Redis: a renewal that races with it
         # reports them as not ours, which is no lost lease (the settle took them).
         self._settling: set[bytes] = set()
+        # Reason counters this process recorded (``image/<reason>``, ``hotel/<reason>``), for its progress samples.
+        self.recorded_reasons: Counter[str] = Counter()
 
     async def claim(self, count: int) -> list[bytes]:
         """Take up to ``count`` entries from the pending list under a lease."""
@@ -518,24 +541,30 @@ class LeaseManager:
         failed_images: int = 0,
         force: bool = False,
         status: str = "",
+        image_reasons: Mapping[str, int] | None = None,
     ) -> bool:
         """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
 
         Returns False if the hotel had already been recorded (by another claim, or
         earlier) and ``force`` is not set; this result is then dropped. The caller
-        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given).
+        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given);
+        ``image_reasons`` counts its failed images by reason (read from it if not given).
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         if kind == "manifest" and not status:
             status = json.loads(manifest_json)["status"]
+        reasons = reason_counts(kind, text, image_reasons)
         self._settling.add(entry)
         try:
             n = await self._scripts.run(
                 RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0,
-                status,
+                status, *(x for pair in reasons.items() for x in pair),
+                more_keys=(self.keys.node_reasons(self.owner.rsplit("/", 1)[0]),),
             )
         finally:
             self._settling.discard(entry)
+        if n:
+            self.recorded_reasons.update(reasons)
         return bool(n)
 
     async def recorded_manifest(self, hotel_id: str) -> bytes | None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import redis
 
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env, start_demo_server
-from hotelimages.localredis import stop_process
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env, start_demo_server
+from devtools.localredis import stop_process
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hotelimages.demo.run import ROOT, crawl_env
+from devtools.demo import ROOT, crawl_env
 
 
 class Listings(ThreadingHTTPServer):

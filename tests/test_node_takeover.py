@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nodeprocs import Node, listing_server, wait_until
 
-from hotelimages.demo.run import ROOT
+from devtools.demo import ROOT
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 from hotelimages.storage import TEMP_SUFFIX

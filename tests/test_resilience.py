@@ -12,10 +12,10 @@ from pathlib import Path
 import redis
 from crawling import demo_server, expected_files, files_under
 
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 
 KEYS = Keys()
 FAST_LEASES = ["HOTELS_LEASE_SECONDS=4", "HOTELS_HEARTBEAT_SECONDS=0.5", "HOTELS_IDLE_CLOSE_SECONDS=2",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ class ManifestPipeline:
         recorded = await self._commit(
             item, leases, manifest["status"], manifest_json=text,
             images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
-            force=item.force,
+            force=item.force, image_reasons=Counter(f.reason for f in item.failed),
         )
         if recorded is False:
             await self._keep_recorded_manifest(item.hotel_id, path)
