@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from nodeprocs import Node, closed_port, listing_server, status_json, status_text, wait_until
 
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
 from hotelimages.nodestate import EXIT_BREAKER, EXIT_STORE
 
@@ -176,3 +178,19 @@ def test_an_unwritable_store_stops_the_node_with_one_line_and_status_4(tmp_path,
     assert gone["stopped_claiming"].startswith(f"store {store} cannot be written ({errname}")
     assert getattr(errno, errname)
     assert not os.listdir(store)
+
+
+def test_a_wrong_redis_password_stops_the_node_at_once_with_one_line_and_status_3(tmp_path):
+    with LocalRedis() as server:  # its own server: the password must not lock the other tests out
+        client = redis.Redis.from_url(server.url)
+        ids = push(client)
+        client.config_set("requirepass", "s3cret")
+        client = redis.Redis.from_url(server.url.replace("redis://", "redis://:s3cret@"))
+        node = Node(tmp_path, "auth", server.url.replace("redis://", "redis://:nope@"),
+                    "http://127.0.0.1:9/hotels/{hotel_id}/photos", tmp_path / "store")
+        code = node.wait(120)
+        assert code == EXIT_BREAKER, node.log[-3000:]
+        assert_queue_intact(client, ids)
+        client.close()
+    lines = stopped_lines(node.log)
+    assert len(lines) == 1 and "refuses this node's credentials" in lines[0] and "nope" not in node.log
