@@ -164,6 +164,7 @@ class HotelsConfig:
         if breaker_mode not in BREAKER_MODES:
             raise ValueError(f"setting HOTELS_BREAKER_MODE must be one of {', '.join(BREAKER_MODES)}, "
                              f"got {breaker_mode!r}")
+        FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
         return cls(
             redis=redis_target(settings),
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
@@ -201,4 +202,24 @@ class HotelsConfig:
             breaker_wait_seconds=_float(settings, "HOTELS_BREAKER_WAIT_SECONDS", 0.1),
             breaker_max_wait_seconds=_float(settings, "HOTELS_BREAKER_MAX_WAIT_SECONDS", 0.1),
             rename_attempts=_int(settings, "HOTELS_RENAME_ATTEMPTS", 1),
+        )
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """The direct image fetcher's own settings (``HOTELS_TLS_VERIFY`` ...), read and checked."""
+
+    tls_verify: bool = defaults.HOTELS_TLS_VERIFY
+    http2: bool = defaults.HOTELS_HTTP2
+    dns_cache_seconds: int = defaults.HOTELS_DNS_CACHE_SECONDS
+    connection_idle_seconds: float = defaults.HOTELS_CONNECTION_IDLE_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FetchOptions:
+        """Read and check the fetcher's settings; raises ValueError naming a bad one."""
+        return cls(
+            tls_verify=_bool(settings, "HOTELS_TLS_VERIFY"),
+            http2=_bool(settings, "HOTELS_HTTP2"),
+            dns_cache_seconds=_int(settings, "HOTELS_DNS_CACHE_SECONDS"),
+            connection_idle_seconds=_float(settings, "HOTELS_CONNECTION_IDLE_SECONDS", 0.1),
         )
