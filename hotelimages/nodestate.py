@@ -191,24 +191,24 @@ class NodeState:
             await self.trip(trip)
 
     async def trip(self, trip: Trip) -> None:
-        """The breaker opened: stop claiming, put the streak's hotels back, then wait or exit."""
+        """The breaker opened: stop claiming (wait, or exit), then put the streak's hotels back."""
         if self.draining or self._paused_until:
             return
+        if trip.permanent or self.cfg.breaker_mode == "exit":
+            logger.error("Circuit breaker: stopped claiming: %s; exiting (status %d)", trip.text, EXIT_BREAKER)
+            self._stop(trip.text, EXIT_BREAKER, CLOSE_BREAKER)
+        else:
+            self._wait = next_wait(self._wait, self.cfg.breaker_wait_seconds, self.cfg.breaker_max_wait_seconds)
+            self._paused_until = time.monotonic() + self._wait
+            self.stopped_claiming = trip.text
+            logger.error("Circuit breaker: stopped claiming: %s; trying again in %.0fs", trip.text, self._wait)
+            self.leases.freed.set()
         if trip.retry:
             try:
                 moved = await self.leases.retry_failed(trip.retry)
                 logger.warning("Put %d hotels of the failure streak back on the queue", moved)
             except RedisError as exc:
                 logger.warning("Could not put the failure streak back on the queue (%s): retry_failed can", exc)
-        if trip.permanent or self.cfg.breaker_mode == "exit":
-            logger.error("Circuit breaker: stopped claiming: %s; exiting (status %d)", trip.text, EXIT_BREAKER)
-            self._stop(trip.text, EXIT_BREAKER, CLOSE_BREAKER)
-            return
-        self._wait = next_wait(self._wait, self.cfg.breaker_wait_seconds, self.cfg.breaker_max_wait_seconds)
-        self._paused_until = time.monotonic() + self._wait
-        self.stopped_claiming = trip.text
-        logger.error("Circuit breaker: stopped claiming: %s; trying again in %.0fs", trip.text, self._wait)
-        self.leases.freed.set()
 
     # ------------------------------------------------------------ lease upkeep
 
