@@ -55,6 +55,9 @@ class Decision:
     trip: Trip | None = None
 
 
+#: Hotels of one same-failure streak remembered at most (to put back when the breaker trips).
+MAX_STREAK = 10_000
+
 #: Node-local reasons that waiting cannot cure: the node's configuration must change.
 PERMANENT_REASONS = frozenset({"no_listing_url"})
 
@@ -70,7 +73,7 @@ class Breaker:
     successes: int = 0
     _give_backs: dict[str, tuple[int, int]] = field(default_factory=dict)
     _streak_reason: str = ""
-    _streak: deque = field(default_factory=deque)
+    _streak: deque = field(default_factory=lambda: deque(maxlen=MAX_STREAK))
     _streak_fleet_base: int | None = None
 
     def node_local(self, reason: str, hotel_id: str) -> Decision:

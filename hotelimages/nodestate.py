@@ -63,6 +63,7 @@ class NodeState:
         self.breaker = Breaker(self.cfg.breaker_threshold, self.cfg.breaker_same_failures)
         self._paused_until = 0.0
         self._wait = 0.0
+        self._streak_reason = ""  # the failure of the last same-failure trip
         self._crawler = crawler
         self._heartbeat_task: asyncio.Task | None = None
         self._closing: asyncio.Future | None = None
@@ -148,6 +149,7 @@ class NodeState:
         if left > 0:
             return left
         self._paused_until = 0.0
+        self._streak_reason = ""
         self.stopped_claiming = ""
         self.breaker.half_open()
         logger.info("Claiming again after the circuit breaker's wait")
@@ -180,6 +182,10 @@ class NodeState:
             if not self._paused_until:
                 self._wait = 0.0
             return
+        if failure == self._streak_reason and (self.draining or self._paused_until):
+            # Recorded while the breaker was tripping over this very failure: it goes back too.
+            await self._put_back(((hotel_id, entry),))
+            return
         fleet = None
         if self.breaker.same_failures:
             try:
@@ -204,11 +210,17 @@ class NodeState:
             logger.error("Circuit breaker: stopped claiming: %s; trying again in %.0fs", trip.text, self._wait)
             self.leases.freed.set()
         if trip.retry:
-            try:
-                moved = await self.leases.retry_failed(trip.retry)
-                logger.warning("Put %d hotels of the failure streak back on the queue", moved)
-            except RedisError as exc:
-                logger.warning("Could not put the failure streak back on the queue (%s): retry_failed can", exc)
+            self._streak_reason = trip.reason
+            moved = await self._put_back(trip.retry)
+            logger.warning("Put %d hotels of the failure streak back on the queue", moved)
+
+    async def _put_back(self, hotels: Any) -> int:
+        """Move hotels recorded failed in a same-failure streak back to the queue."""
+        try:
+            return await self.leases.retry_failed(hotels)
+        except RedisError as exc:
+            logger.warning("Could not put hotels of the failure streak back on the queue (%s): retry_failed can", exc)
+            return 0
 
     # ------------------------------------------------------------ lease upkeep
 

@@ -41,6 +41,8 @@ class Listings(ThreadingHTTPServer):
         self.slow_seconds = slow_seconds
         self.hits: Counter[str] = Counter()
         self.fetches = 0
+        #: Listing requests with this User-Agent get a 403 (a host that bans one node).
+        self.deny_agent: str | None = None
         self.lock = threading.Lock()
 
     @property
@@ -70,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         base = srv.url
         if parts[0] == "hotels" and len(parts) == 3:
+            if srv.deny_agent and self.headers.get("User-Agent") == srv.deny_agent:
+                return self.send_error(403)
             hotel = parts[1]
             images = []
             if srv.mode in ("one", "slow"):

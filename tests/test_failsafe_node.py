@@ -194,3 +194,25 @@ def test_a_wrong_redis_password_stops_the_node_at_once_with_one_line_and_status_
         client.close()
     lines = stopped_lines(node.log)
     assert len(lines) == 1 and "refuses this node's credentials" in lines[0] and "nope" not in node.log
+
+
+def test_a_node_the_listing_host_bans_stops_after_a_streak_and_its_failures_go_back(tmp_path, redis_url,
+                                                                                   redis_client):
+    """403 for every hotel here while another node succeeds: the streak is put back, the node stops."""
+    ids = push(redis_client)
+    with listing_server("empty") as srv:
+        srv.deny_agent = "banned-node"
+        listing = f"{srv.url}/hotels/{{hotel_id}}/photos"
+        healthy = Node(tmp_path, "healthy", redis_url, listing, tmp_path / "healthy", node_id="srv1",
+                       settings=("HOTELS_IDLE_CLOSE_SECONDS=3", "HOTELS_MAX_IN_FLIGHT=4"))
+        assert wait_until(lambda: redis_client.hlen(KEYS.manifests) >= 5, 60), healthy.log[-2000:]
+        banned = Node(tmp_path, "banned", redis_url, listing, tmp_path / "banned", node_id="pc12",
+                      settings=("HOTELS_BREAKER_MODE=exit", "HOTELS_BREAKER_SAME_FAILURES=20",
+                                "USER_AGENT=banned-node", "RETRY_ENABLED=False"))
+        banned_code = banned.wait(120)
+        healthy_code = healthy.wait(300)
+    assert (banned_code, healthy_code) == (EXIT_BREAKER, 0), (banned.log[-2000:], healthy.log[-2000:])
+    lines = stopped_lines(banned.log)
+    assert len(lines) == 1 and "hotels all failed with listing_http_403 while other nodes succeed" in lines[0]
+    assert "Put 20 hotels of the failure streak back on the queue" in banned.log
+    assert redis_client.hlen(KEYS.failed) == 0 and redis_client.hlen(KEYS.manifests) == len(ids)
