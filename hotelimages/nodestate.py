@@ -182,16 +182,16 @@ class NodeState:
             if not self._paused_until:
                 self._wait = 0.0
             return
-        if failure == self._streak_reason and (self.draining or self._paused_until):
-            # Recorded while the breaker was tripping over this very failure: it goes back too.
-            await self._put_back(((hotel_id, entry),))
-            return
         fleet = None
         if self.breaker.same_failures:
             try:
                 fleet = await self.leases.fleet_successes()
             except RedisError:
                 fleet = None
+        if failure == self._streak_reason and (self.draining or self._paused_until):
+            # Recorded while the breaker was tripping over this very failure: it goes back too.
+            await self._put_back(((hotel_id, entry),))
+            return
         trip = self.breaker.failed(failure, hotel_id, entry, fleet)
         if trip is not None:
             await self.trip(trip)
