@@ -216,3 +216,15 @@ def test_a_node_the_listing_host_bans_stops_after_a_streak_and_its_failures_go_b
     assert len(lines) == 1 and "hotels all failed with listing_http_403 while other nodes succeed" in lines[0]
     assert "Put 20 hotels of the failure streak back on the queue" in banned.log
     assert redis_client.hlen(KEYS.failed) == 0 and redis_client.hlen(KEYS.manifests) == len(ids)
+
+
+def test_a_tls_failure_with_the_listing_host_is_node_local(tmp_path, redis_url, redis_client):
+    ids = push(redis_client)
+    with listing_server("empty") as srv:  # plain HTTP: the TLS handshake fails
+        url = srv.url.replace("http://", "https://") + "/hotels/{hotel_id}/photos"
+        node = Node(tmp_path, "tls", redis_url, url, tmp_path / "store", settings=("HOTELS_BREAKER_MODE=exit",))
+        code = node.wait(120)
+    assert code == EXIT_BREAKER, node.log[-3000:]
+    assert_queue_intact(redis_client, ids)
+    lines = stopped_lines(node.log)
+    assert len(lines) == 1 and "TLS handshake with the listing host fails (10 in a row)" in lines[0], lines
