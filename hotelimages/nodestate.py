@@ -13,7 +13,8 @@ the spider, the pipelines, the downloader and the progress extension fetch it wi
   store cannot be written), as the heartbeat publishes it; empty while it works;
 - ``claim_pause_left()``: seconds the claim loop must still wait after a breaker trip;
 - ``node_local_failure(item)`` and ``hotel_recorded(...)``: each hotel's outcome for the breaker;
-- ``exit_code``: what the node command exits with (``EXIT_BREAKER``, ``EXIT_STORE``; 0 otherwise).
+- ``exit_code``: what the node command exits with (``EXIT_BREAKER``, ``EXIT_STORE``; 0 otherwise),
+  also put in the ``hotelimages/exit_status`` stat that ``scrapy_commands.crawl`` reads.
 
 It also keeps the leases alive: a heartbeat renews them and sweeps expired leases of any node
 back to the queue, and when the spider closes it gives back what is unfinished and closes its
@@ -23,6 +24,7 @@ Redis client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -122,6 +124,9 @@ class NodeState:
     def _stop(self, text: str, code: int, close_reason: str) -> None:
         self.stopped_claiming = text
         self.exit_code = code
+        if self._crawler is not None and self._crawler.stats is not None:
+            # The crawl command exits with it (``scrapy_commands.crawl.exit_status``).
+            self._crawler.stats.set_value("hotelimages/exit_status", code)
         self.drain()
         self.give_back()
         if self._crawler is not None and self._crawler.engine is not None:
@@ -229,6 +234,9 @@ class NodeState:
 
     async def _heartbeat(self) -> None:
         while True:
+            # The liveness key that `requeue --all-of-owner` respects, with or without the progress heartbeat.
+            with contextlib.suppress(RedisError, OSError):
+                await self.leases.mark_alive(self.heartbeat_seconds)
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 lost = await self.leases.renew()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -13,9 +14,12 @@ import redis
 from devtools import demo_hotels as catalogue
 from devtools.demo import ROOT, crawl_env, start_demo_server
 from devtools.localredis import stop_process
+from hotelimages.keys import Keys
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")
+#: Manifest fields that differ between two crawls of the same hotels.
+VOLATILE = ("node", "store", "started_at", "finished_at")
 
 
 @contextmanager
@@ -50,6 +54,17 @@ def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-n
         args += ["-s", s]
     return subprocess.run(args, cwd=ROOT, env=crawl_env(redis_url, base_url, store, node_id),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def crawl_ids(redis_server: str, db: int, base_url: str, store: Path, node_id: str, ids: list[str],
+              *settings: str) -> dict[str, dict]:
+    """Queue ``ids`` in database ``db``, crawl them with one node (it must exit 0); the manifests in Redis by hotel."""
+    keys = Keys()
+    with scratch_db(redis_server, db) as (url, client):
+        client.lpush(keys.start_ids, *ids)
+        proc = run_crawl(url, base_url, store, node_id, *settings)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return {h.decode(): json.loads(m) for h, m in client.hgetall(keys.manifests).items()}
 
 
 def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,

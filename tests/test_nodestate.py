@@ -7,6 +7,7 @@ import errno
 
 import pytest
 from scrapy.utils.test import get_crawler
+from support import run_with_client
 
 from hotelimages.claims import LeaseManager
 from hotelimages.keys import Keys
@@ -18,19 +19,15 @@ KEYS = Keys()
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO])
 def test_a_store_error_of_any_errno_drains_gives_back_and_sets_the_exit_status_once(redis_url, code):
-    async def steps():
-        client = async_client(redis_url)
+    async def steps(client):
         state = NodeState(LeaseManager(client, KEYS, "pc1/1-a", 60), heartbeat_seconds=1)
-        try:
-            assert (state.draining, state.giving_back, state.exit_code) == (False, False, 0)
-            assert state.stop_for_store(OSError(code, "refused")) is True
-            assert (state.draining, state.giving_back, state.leases.freed.is_set()) == (True, True, True)
-            assert state.exit_code == EXIT_STORE and errno.errorcode[code] in state.stopped_claiming
-            assert state.stop_for_store(OSError(errno.ENOSPC, "again")) is False  # already stopping
-        finally:
-            await client.aclose()
+        assert (state.draining, state.giving_back, state.exit_code) == (False, False, 0)
+        assert state.stop_for_store(OSError(code, "refused")) is True
+        assert (state.draining, state.giving_back, state.leases.freed.is_set()) == (True, True, True)
+        assert state.exit_code == EXIT_STORE and errno.errorcode[code] in state.stopped_claiming
+        assert state.stop_for_store(OSError(errno.ENOSPC, "again")) is False  # already stopping
 
-    asyncio.run(steps())
+    run_with_client(redis_url, steps)
 
 
 def test_close_gives_unfinished_claims_back(redis_url, redis_client):
