@@ -31,7 +31,7 @@ import os
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, RedisError
 from scrapy import signals
 
 from hotelimages.breaker import Breaker, Trip, next_wait
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 EXIT_BREAKER = 3
 #: Exit status of a node whose store cannot be written.
 EXIT_STORE = 4
+#: Redis errors that say this node's password or ACL user is refused: waiting does not cure them.
+REDIS_REFUSED = (AuthenticationError, AuthorizationError, NoPermissionError)
 #: Close reasons of the spider for those stops.
 CLOSE_BREAKER = "breaker_open"
 CLOSE_STORE = "store_unwritable"
@@ -246,6 +248,9 @@ class NodeState:
                 swept = await self.leases.requeue_expired()
                 if swept:
                     logger.info("Requeued %d hotels whose lease had expired", swept)
+            except REDIS_REFUSED as exc:
+                self.stop_for(f"Redis refuses this node's credentials ({exc})")
+                return
             except RedisError as exc:
                 logger.warning("Lease heartbeat failed (%s); will retry", exc)
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import scrapy
-from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, RedisError
+from redis.exceptions import RedisError
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.ossignal import install_shutdown_handlers
@@ -37,17 +37,16 @@ from hotelimages.listing import (
     parse_queue_entry,
     url_refusal,
 )
-from hotelimages.nodestate import NodeState
+from hotelimages.nodestate import REDIS_REFUSED, NodeState
 from hotelimages.reasons import INTERNAL_ERROR, LISTING_NEXT_LOOP, NO_LISTING_URL, listing_reason
 from hotelimages.sharding import InvalidId
 
 logger = logging.getLogger(__name__)
 
 # Any Redis error while claiming (a lost connection, but also READONLY during a failover or
-# OOM) stops claiming for a while; it must never end the claim loop...
+# OOM) stops claiming for a while; it must never end the claim loop (a refused password or ACL
+# stops the node instead: nodestate.REDIS_REFUSED).
 REDIS_DOWN = (RedisError, OSError)
-# ...but a refused password or ACL is this node's configuration: waiting does not cure it.
-REDIS_REFUSED = (AuthenticationError, AuthorizationError, NoPermissionError)
 #: Seconds a second stop signal waits for Redis to take the hotels in flight back before exiting.
 STOP_NOW_RELEASE_SECONDS = 3.0
 
