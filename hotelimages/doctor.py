@@ -13,7 +13,7 @@ Before a node claims anything, ``preflight(settings)`` checks, in order:
 6. the longest path the node can write fits Windows' limits (on Windows; elsewhere it is shown).
 
 Any failure raises ``PreflightError`` with one line that says what is wrong; the node's crawl
-command (``hotelimages.commands.crawl``) logs it and exits with status 2 before the crawl starts.
+command (``hotelimages.scrapy_commands.crawl``) logs it and exits with status 2 before the crawl starts.
 ``main`` is the ``doctor`` command: one line per check with ✔ or ✗, exit status 0 or 1.
 """
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from hotelimages.commands.crawl import exit_status
+from hotelimages.scrapy_commands.crawl import exit_status
 
 from hotelimages import doctor
 from hotelimages import scrapyd_jobs as jobs

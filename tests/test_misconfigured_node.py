@@ -152,7 +152,7 @@ def test_with_a_log_file_the_refusal_is_in_the_log(queue, listing_base, tmp_path
                     "-s", f"LOG_FILE={log}")
     assert proc.returncode == 2
     lines = [line for line in log.read_text().splitlines() if "ERROR" in line]
-    assert len(lines) == 1 and "[hotelimages.commands.crawl] ERROR: not starting: Redis: " in lines[0]
+    assert len(lines) == 1 and "[hotelimages.scrapy_commands.crawl] ERROR: not starting: Redis: " in lines[0]
     assert "refused the credentials" in lines[0]
     assert PASSWORD not in log.read_text() + proc.stderr
     assert_queue_intact(client)
@@ -190,7 +190,7 @@ def test_windows_env_file_with_a_password_is_read(queue, listing_base, tmp_path,
     (tmp_path / "node.env").write_bytes(data)
     env = {k: v for k, v in node_env(url, listing_base, tmp_path).items()
            if k not in ("REDIS_URL", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")}
-    proc = run_node(env, "-s", "CLOSESPIDER_ITEMCOUNT=3", command=("-m", "hotelimages.cli", "--env-file",
+    proc = run_node(env, "-s", "CLOSESPIDER_ITEMCOUNT=3", command=("-m", "hotelimages.cli", "node", "--env-file",
                                                                    str(tmp_path / "node.env")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert client.hlen(KEYS.manifests) >= 3 and client.hlen(KEYS.failed) == 0
@@ -203,9 +203,9 @@ def test_env_file_with_a_bad_line_names_the_line_not_the_password(queue, listing
     path = tmp_path / "node.env"
     path.write_bytes(codecs.BOM_UTF16_LE + f"NODE_ID=pc12\r\nREDIS_URL {url}\r\n".encode("utf-16-le"))
     proc = run_node(node_env(url, listing_base, tmp_path / "store"),
-                    command=("-m", "hotelimages.cli", "--env-file", str(path)))
+                    command=("-m", "hotelimages.cli", "node", "--env-file", str(path)))
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"hotelimages-node: {path}:2: expected NAME=VALUE"]
+    assert proc.stderr.splitlines() == [f"hotelimages node: {path}:2: expected NAME=VALUE"]
     assert PASSWORD not in proc.stdout + proc.stderr
     assert_queue_intact(client)
 

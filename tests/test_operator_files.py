@@ -124,8 +124,8 @@ def test_stdin_stream_with_bom():
 def test_node_command_with_a_bad_env_file_says_one_line_and_exits_2(tmp_path):
     path = tmp_path / "node.env"
     path.write_bytes(f"REDIS_URL=redis://:{PASSWORD}@h/0\nNODE_ID pc12\n".encode())
-    proc = subprocess.run([sys.executable, "-m", "hotelimages.cli", "--env-file", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "hotelimages.cli", "node", "--env-file", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"hotelimages-node: {path}:2: expected NAME=VALUE"]
+    assert proc.stderr.splitlines() == [f"hotelimages node: {path}:2: expected NAME=VALUE"]
     assert PASSWORD not in proc.stdout + proc.stderr

@@ -112,6 +112,8 @@ def test_every_subcommand_works_from_the_installed_wheel(installed, redis_url, r
     with demo_server(3) as base_url:  # hotel 42 is not on the demo server: its listing is a 404
         (tmp_path / "node.env").write_text(f"HOTEL_LISTING_URL={base_url}/hotels/{{hotel_id}}/photos\n"
                                            f"IMAGES_STORE={store}\nNODE_ID=wheel-node\n")
+        checked = hotelimages("doctor", "--env-file", "node.env").stdout
+        assert checked.splitlines()[-1].endswith("checks passed") and "would not start" not in checked
         node = hotelimages("node", "--env-file", "node.env", "-s", "HOTELS_IDLE_CLOSE_SECONDS=1",
                            "-s", "HOTELS_POLL_SECONDS=0.2")
     assert "Traceback" not in node.stderr
