@@ -153,14 +153,23 @@ class FleetStatus:
 # ---------------------------------------------------------------- pure helpers
 
 
-def window_rates(history: list[Sample], window: float) -> tuple[float, float, float] | None:
-    """(hotels/s, images/s, MB/s) between the newest sample and the oldest within ``window`` of it."""
+def window_ends(history: list[Sample], window: float) -> tuple[Sample, Sample] | None:
+    """(oldest, newest): the newest sample and the oldest within ``window`` of it (at least two samples apart)."""
     if len(history) < 2:
         return None
     newest = history[-1]
     oldest = next((s for s in history if s.t >= newest.t - window - 1e-6), history[0])
     if oldest is newest:
         oldest = history[-2]
+    return oldest, newest
+
+
+def window_rates(history: list[Sample], window: float) -> tuple[float, float, float] | None:
+    """(hotels/s, images/s, MB/s) between the newest sample and the oldest within ``window`` of it."""
+    ends = window_ends(history, window)
+    if ends is None:
+        return None
+    oldest, newest = ends
     dt = newest.t - oldest.t
     if dt <= 0:
         return None
@@ -173,12 +182,10 @@ def window_rates(history: list[Sample], window: float) -> tuple[float, float, fl
 
 def window_failures(history: list[Sample], window: float) -> tuple[int, int] | None:
     """(failures, stored images + failures) between the newest sample and the oldest within ``window``."""
-    if len(history) < 2:
+    ends = window_ends(history, window)
+    if ends is None:
         return None
-    newest = history[-1]
-    oldest = next((s for s in history if s.t >= newest.t - window - 1e-6), history[0])
-    if oldest is newest:
-        oldest = history[-2]
+    oldest, newest = ends
     failures = max(newest.failures - oldest.failures, 0)
     return failures, failures + max(newest.images - oldest.images, 0)
 
