@@ -24,6 +24,8 @@ from hotelimages.redisconn import RedisTarget, redact_url, redis_target
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
+#: Values of HOTELS_BREAKER_MODE (see defaults.py).
+BREAKER_MODES = ("wait", "exit")
 #: Values of HOTELS_UNKNOWN_SETTINGS (see defaults.py).
 UNKNOWN_SETTINGS_MODES = ("error", "warn")
 #: Environment variables that only the scripts read, and that are not settings (status --serve's password).
@@ -283,6 +285,12 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    breaker_mode: str = defaults.HOTELS_BREAKER_MODE
+    breaker_threshold: int = defaults.HOTELS_BREAKER_THRESHOLD
+    breaker_same_failures: int = defaults.HOTELS_BREAKER_SAME_FAILURES
+    breaker_wait_seconds: float = defaults.HOTELS_BREAKER_WAIT_SECONDS
+    breaker_max_wait_seconds: float = defaults.HOTELS_BREAKER_MAX_WAIT_SECONDS
+    rename_attempts: int = defaults.HOTELS_RENAME_ATTEMPTS
     max_bytes_per_sec: int = 0
     active_hours: Schedule = field(default_factory=Schedule)
     control_seconds: float = defaults.HOTELS_CONTROL_SECONDS
@@ -313,6 +321,10 @@ class HotelsConfig:
         if image_fetcher not in IMAGE_FETCHERS:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
+        breaker_mode = str(_get(settings, "HOTELS_BREAKER_MODE")).strip().lower()
+        if breaker_mode not in BREAKER_MODES:
+            raise ValueError(f"setting HOTELS_BREAKER_MODE must be one of {', '.join(BREAKER_MODES)}, "
+                             f"got {breaker_mode!r}")
         FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
         target = redis_target(settings)
         check_redis_url(target.url)
@@ -350,6 +362,12 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            breaker_mode=breaker_mode,
+            breaker_threshold=_int(settings, "HOTELS_BREAKER_THRESHOLD"),
+            breaker_same_failures=_int(settings, "HOTELS_BREAKER_SAME_FAILURES"),
+            breaker_wait_seconds=_float(settings, "HOTELS_BREAKER_WAIT_SECONDS", 0.1),
+            breaker_max_wait_seconds=_float(settings, "HOTELS_BREAKER_MAX_WAIT_SECONDS", 0.1),
+            rename_attempts=_int(settings, "HOTELS_RENAME_ATTEMPTS", 1),
             max_bytes_per_sec=parse_bytes_per_sec(str(_get(settings, "HOTELS_MAX_BYTES_PER_SEC") or 0)),
             active_hours=parse_active_hours(str(_get(settings, "HOTELS_ACTIVE_HOURS") or "")),
             control_seconds=_float(settings, "HOTELS_CONTROL_SECONDS", 0.1),

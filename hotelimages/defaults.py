@@ -94,6 +94,21 @@ HOTELS_PROGRESS_INTERVAL = 30.0
 HOTELS_PROGRESS_HISTORY_LENGTH = 2880
 #: Seconds a process's history outlives its last sample (so status can still draw a finished run).
 HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
+#: What the circuit breaker does once it trips (see README, "A node that cannot work"): "wait"
+#: (stop claiming, give back, retry after HOTELS_BREAKER_WAIT_SECONDS, doubling) or "exit"
+#: (give back and exit with status 3). Configuration mistakes and store errors always exit.
+HOTELS_BREAKER_MODE = "wait"
+#: Node-local failures in a row (listing host unreachable, no listing URL...) that trip the breaker; 0 = never.
+HOTELS_BREAKER_THRESHOLD = 10
+#: Hotels in a row failed with one reason (timeout, 403, 429, 5xx) while the fleet succeeds that trip it; 0 = off.
+HOTELS_BREAKER_SAME_FAILURES = 50
+#: First wait (seconds) of a tripped breaker in "wait" mode; doubled each time it trips again.
+HOTELS_BREAKER_WAIT_SECONDS = 30.0
+#: Longest wait (seconds) of a tripped breaker in "wait" mode.
+HOTELS_BREAKER_MAX_WAIT_SECONDS = 600.0
+#: Attempts to rename a written file into place when the OS says "permission denied" (Windows:
+#: an antivirus or indexer holds the file), with a short doubling pause between them.
+HOTELS_RENAME_ATTEMPTS = 5
 
 # --- Politeness: fleet-wide host budgets, back-off, per-node caps, pause (issue 15) -----------------
 #: Fleet-wide budgets per host: ``"img.example.com=300/s,64; api.example.com=50/s"`` (requests per

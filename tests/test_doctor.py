@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from hotelimages.scrapy_commands.crawl import exit_status
 
 from hotelimages import doctor
 from hotelimages import scrapyd_jobs as jobs
 from hotelimages.config import HotelsConfig, check_names, check_redis_url, unknown_environment, unknown_settings
 from hotelimages.redisconn import redact_url, sync_client
+from hotelimages.scrapy_commands.crawl import exit_status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
