@@ -21,7 +21,10 @@ from hotelimages.keys import Keys
 from hotelimages.redisconn import RedisTarget, redact_url, redis_target
 
 #: Settings that an environment variable of the same name overrides (see settings.py).
-ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
+#: The settings a node also reads from its environment (and so from ``--env-file``): where the queue,
+#: the listings and the store are, the node's name, and what the owner of a lent PC limits.
+ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID",
+                "HOTELS_MAX_BYTES_PER_SEC", "HOTELS_ACTIVE_HOURS")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
 #: Values of HOTELS_BREAKER_MODE (see defaults.py).

@@ -167,16 +167,18 @@ def test_the_invalid_pattern_is_shown():
 
 
 def test_env_settings_names():
-    assert ENV_SETTINGS == ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
+    assert ENV_SETTINGS == ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID",
+                            "HOTELS_MAX_BYTES_PER_SEC", "HOTELS_ACTIVE_HOURS")
 
 
-def test_env_overrides_takes_only_the_five_names_and_skips_empty_values():
+def test_env_overrides_takes_only_its_names_and_skips_empty_values():
     environ = {
         "REDIS_URL": "redis://db:6379/3",
         "NODE_ID": "office-pc-12",
         "HOTELS_REDIS_KEY": "",
         "IMAGES_STORE": "D:/image",
         "HOTELS_SHARD_DEPTH": "2",
+        "HOTELS_ACTIVE_HOURS": "Mon-Fri 19:00-07:00; Sat-Sun all",
         "PATH": "/usr/bin",
         "redis_url": "lowercase is another variable",
     }
@@ -184,6 +186,7 @@ def test_env_overrides_takes_only_the_five_names_and_skips_empty_values():
         "REDIS_URL": "redis://db:6379/3",
         "NODE_ID": "office-pc-12",
         "IMAGES_STORE": "D:/image",
+        "HOTELS_ACTIVE_HOURS": "Mon-Fri 19:00-07:00; Sat-Sun all",
     }
 
 
