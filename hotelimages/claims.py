@@ -74,17 +74,17 @@ class BoundScripts:
 # Memory. Redis (6 and 7 alike, for scripts without flags) decides at a script's start whether it is
 # over maxmemory, and then refuses a command that may grow memory only if the script has not written
 # yet: a script is refused whole or runs whole, never half. So each script's FIRST write says which
-# it is: a no-op write that may grow memory (HSETNX of an existing field) makes a script refuse to run
-# when Redis is out of memory (claims: no new work); a no-op write that cannot (PERSIST of a key
-# without a TTL) lets it finish work already done (renew, record, ack) past maxmemory. What the latter
-# add is bounded by the hotels in flight, since nothing new is claimed.
-DENY_OOM = "redis.call('HSETNX', KEYS[{stats}], 'claims/duplicate_in_flight', 0)\n"
+# it is: a no-op write that may grow memory (ZADD XX of a member that no entry can be: entries hold
+# no newline) makes a script refuse to run when Redis is out of memory (claims: no new work); a no-op
+# write that cannot (PERSIST of a key without a TTL) lets it finish work already done (renew, record,
+# ack) past maxmemory. What the latter add is bounded by the hotels in flight: nothing new is claimed.
+DENY_OOM = "redis.call('ZADD', KEYS[{leases}], 'XX', 0, '\\noom-probe')\n"
 ALLOW_OOM = "redis.call('PERSIST', KEYS[{key}])\n"
 #: Text of the error of a command (or script) refused for memory.
 OOM_ERROR = "OOM command not allowed"
 
 # KEYS: pending, leases, owners, stats. ARGV: count, lease seconds, owner.
-CLAIM_LUA = DENY_OOM.format(stats=4) + """
+CLAIM_LUA = DENY_OOM.format(leases=2) + """
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
 local out = {}
@@ -194,9 +194,10 @@ if ARGV[4] == 'manifest' then
   if old then
     local status, n, b, f = done_figures(old)
     if status then redis.call('HINCRBY', KEYS[5], 'hotels/' .. status, -1) end
-    redis.call('HINCRBY', KEYS[5], 'images/stored', -n)
-    redis.call('HINCRBY', KEYS[5], 'images/bytes', -b)
-    redis.call('HINCRBY', KEYS[5], 'images/failed', -f)
+    -- (0 - x, not -x: Lua's -0 is "-0", which HINCRBY refuses)
+    redis.call('HINCRBY', KEYS[5], 'images/stored', 0 - n)
+    redis.call('HINCRBY', KEYS[5], 'images/bytes', 0 - b)
+    redis.call('HINCRBY', KEYS[5], 'images/failed', 0 - f)
   end
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[3])

@@ -128,6 +128,7 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    redis_full_manifests: bool = defaults.HOTELS_REDIS_FULL_MANIFESTS
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -183,4 +184,5 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            redis_full_manifests=_bool(settings, "HOTELS_REDIS_FULL_MANIFESTS"),
         )

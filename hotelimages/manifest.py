@@ -223,7 +223,7 @@ def parse_done_record(raw: bytes | str) -> DoneRecord:
             return DoneRecord(0)
     if not isinstance(data, dict):
         return DoneRecord(0)
-    if "images" in data or "schema" in data:
+    if "images" in data or "schema" in data or "status" in data:
         images = data.get("images") if isinstance(data.get("images"), dict) else {}
         text = raw if isinstance(raw, bytes) else raw.encode("utf-8")
         return DoneRecord(

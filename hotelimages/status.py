@@ -16,14 +16,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hotelimages.claims import failed_by_reason
+from hotelimages import defaults
+from hotelimages.claims import failed_by_reason, redis_memory
 from hotelimages.keys import Keys
+from hotelimages.reasons import hotel_status
 
 MB = 1_000_000
 #: Throughput is measured over this many seconds of history unless told otherwise.
 DEFAULT_WINDOW = 300.0
 #: The hotel statuses of the fleet counters, in display order.
 HOTEL_COUNTERS = ("complete", "partial", "failed", "empty", "rejected", "skipped_done")
+#: Statuses of done hotels (``hotels/<status>`` counters: the state of ``hotels:manifests``).
+DONE_COUNTERS = ("complete", "partial", "failed", "empty")
 
 
 @dataclass
@@ -93,6 +97,39 @@ class FleetStatus:
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     eta_seconds: float | None = None
+    #: Redis's used_memory and maxmemory in bytes (0: no limit).
+    redis_used_memory: int = 0
+    redis_maxmemory: int = 0
+    #: Fraction of maxmemory from which ``warnings`` has a line.
+    memory_warn: float = defaults.HOTELS_REDIS_MEMORY_WARN
+
+    @property
+    def failed_whole(self) -> int:
+        """Hotels in ``hotels:failed`` that failed as a whole (not rejected as bad input)."""
+        return sum(n for reason, n in self.failed_by_reason.items() if hotel_status(reason) == "failed")
+
+    @property
+    def rejected(self) -> int:
+        """Hotels in ``hotels:failed`` refused as bad input (``invalid_*`` reasons)."""
+        return sum(n for reason, n in self.failed_by_reason.items() if hotel_status(reason) == "rejected")
+
+    @property
+    def memory_fraction(self) -> float | None:
+        return self.redis_used_memory / self.redis_maxmemory if self.redis_maxmemory else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lines an operator must act on (Redis memory from ``memory_warn`` of maxmemory)."""
+        out = []
+        frac = self.memory_fraction
+        if frac is not None and frac >= self.memory_warn:
+            what = "out of memory: claiming is paused" if frac >= 1 else "near its limit"
+            out.append(
+                f"Redis {what}: used {format_mib(self.redis_used_memory)} of maxmemory "
+                f"{format_mib(self.redis_maxmemory)} ({frac:.0%}); raise maxmemory, or run convert_done "
+                "if hotels:manifests holds full manifests"
+            )
+        return out
 
     @property
     def live(self) -> list[NodeStatus]:
@@ -110,6 +147,9 @@ class FleetStatus:
         data = asdict(self)
         data["live_nodes"] = len(self.live)
         data["gone_nodes"] = len(self.gone)
+        data["failed_whole"] = self.failed_whole
+        data["rejected"] = self.rejected
+        data["warnings"] = self.warnings
         if not history:
             for node in data["nodes"]:
                 node.pop("history")
@@ -240,13 +280,15 @@ def gather(
     pipe.hgetall(keys.stats)
     pipe.zrange(keys.leases, 0, -1, withscores=True)
     pipe.hgetall(keys.lease_owners)
-    (secs, micros), pending, leased, done, failed, counters, leases, owners = pipe.execute()
+    pipe.info("memory")
+    (secs, micros), pending, leased, done, failed, counters, leases, owners, memory = pipe.execute()
     now = int(secs) + int(micros) / 1e6
     status = FleetStatus(
         at=now, redis=redis_label, pending=int(pending), leased=int(leased), done=int(done),
         failed_hotels=int(failed), counters={k: _num(v) or 0 for k, v in _decode_hash(counters).items()},
         failed_by_reason=failed_by_reason(client, keys), window=window,
     )
+    status.redis_used_memory, status.redis_maxmemory = redis_memory(memory)
     by_owner = lease_ages(leases, owners, now, lease_seconds)
 
     node_prefix = keys.node("")
@@ -307,6 +349,13 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+def format_mib(n: float) -> str:
+    """Binary units, as Redis's maxmemory is usually set: ``812.4 MiB``, ``3.2 GiB``."""
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB"
+
+
 def format_time(t: float | None) -> str:
     if t is None:
         return "-"
@@ -322,7 +371,9 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
         "",
         f"queue       pending {status.pending:,}   in flight {status.leased:,}   done {status.done:,}   "
         f"failed {status.failed_hotels:,}   ETA {eta}",
-        "hotels      " + "  ".join(f"{name} {c(f'hotels/{name}'):,}" for name in HOTEL_COUNTERS),
+        "hotels      done: " + "  ".join(f"{name} {c(f'hotels/{name}'):,}" for name in DONE_COUNTERS)
+        + f"   not done: failed as a whole {status.failed_whole:,}  rejected {status.rejected:,}"
+        + f"   skipped as done {c('hotels/skipped_done'):,}",
         f"images      stored {c('images/stored'):,} ({format_bytes(c('images/bytes'))})   "
         f"failed {c('images/failed'):,}",
         f"throughput  last {format_duration(status.window)}: {status.hotels_per_s:.1f} hotels/s, "
@@ -330,7 +381,12 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
         f"(nodes live {len(status.live)}, gone {len(status.gone)})",
         f"claims      requeued after expiry {c('claims/requeued_expired'):,}   "
         f"duplicate in flight {c('claims/duplicate_in_flight'):,}",
+        f"redis       used {format_mib(status.redis_used_memory)} of maxmemory "
+        + (f"{format_mib(status.redis_maxmemory)} ({status.memory_fraction:.0%})" if status.redis_maxmemory
+           else "(no limit)")
+        + (f"   {status.redis_used_memory / status.done:,.0f} B per done hotel" if status.done else ""),
     ]
+    lines += [f"WARNING     {w}" for w in status.warnings]
     if status.failed_by_reason:
         lines += ["", "failed hotels by reason"]
         lines += [f"  {n:>9,}  {reason}" for reason, n in status.failed_by_reason.items()]
