@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from hotelimages.demo import catalogue
 from hotelimages.demo.run import ROOT, crawl_env, start_demo_server
 from hotelimages.localredis import stop_process
+from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")
@@ -66,6 +69,24 @@ def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,
         rel = f"{hotel_dir(hotel_id)}/{category}/{image_id}.{ext}"
         out[rel] = hashlib.sha1(catalogue.image_bytes(hotel_id, index)).hexdigest()
     return out
+
+
+def recorded_manifest(client: redis.Redis, hotel_id: str, keys: Any = None) -> dict:
+    """The full manifest of a done hotel as Redis records it.
+
+    From the record itself when it holds one (an old full manifest, or HOTELS_REDIS_FULL_MANIFESTS),
+    else from the ``manifest.json`` its compact record points to, whose sha1 must be the recorded one.
+    """
+    from hotelimages.keys import Keys  # noqa: PLC0415
+
+    raw = client.hget((keys or Keys()).manifests, hotel_id)
+    assert raw is not None, f"hotel {hotel_id} is not done"
+    record = parse_done_record(raw)
+    if record.manifest is not None:
+        return record.manifest
+    data = (Path(record.store) / record.dir / "manifest.json").read_bytes()
+    assert hashlib.sha1(data).hexdigest() == record.sha1, f"manifest.json of {hotel_id} is not the recorded one"
+    return json.loads(data)
 
 
 def files_under(store: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from crawling import demo_server, files_under, run_crawl, scratch_db
+from crawling import demo_server, files_under, recorded_manifest, run_crawl, scratch_db
 
 from hotelimages.bench.configs import BEFORE_SETTINGS
 from hotelimages.demo import catalogue
@@ -25,7 +25,7 @@ def crawl(redis_server: str, db: int, base_url: str, store, settings: list[str])
         client.lpush(KEYS.start_ids, *IDS)
         proc = run_crawl(url, base_url, store, "node-opt", *settings)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        return {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
+        return {h.decode(): recorded_manifest(client, h.decode()) for h in client.hkeys(KEYS.manifests)}
 
 
 def test_optimised_node_stores_the_same_files_and_manifests(redis_server, tmp_path):
@@ -69,7 +69,8 @@ def test_direct_fetcher_records_what_scrapys_downloader_records(redis_server, tm
                 proc = run_crawl(url, base_url, tmp_path / fetcher, "node-fetch", *FAULT_SETTINGS,
                                  f"HOTELS_IMAGE_FETCHER={fetcher}")
                 assert proc.returncode == 0, proc.stderr[-2000:]
-                results[fetcher] = {h.decode(): json.loads(m) for h, m in client.hgetall(KEYS.manifests).items()}
+                done = [h.decode() for h in client.hkeys(KEYS.manifests)]
+                results[fetcher] = {h: recorded_manifest(client, h) for h in done}
                 assert client.hlen(KEYS.failed) == 0, client.hgetall(KEYS.failed)
             if fetcher == "direct":
                 plan = catalogue.parse_faults(ALL_IMAGE_FAULTS)

@@ -20,6 +20,7 @@ import redis
 from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
 from hotelimages.localredis import LocalRedis
+from hotelimages.manifest import parse_done_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -43,12 +44,16 @@ class CrawlSummary:
 
 
 def summarise(client: redis.Redis, keys: Keys, elapsed: float = 0.0) -> CrawlSummary:
-    """Read every manifest and failure record (fine for a demo; status uses counters instead)."""
+    """Read every manifest (on disk, where the done records point) and failure record.
+
+    Fine for a demo; status uses counters instead.
+    """
     out = CrawlSummary(elapsed=elapsed)
     statuses: Counter[str] = Counter()
     image_failures: Counter[str] = Counter()
     for _, raw in client.hscan_iter(keys.manifests, count=1000):
-        m = json.loads(raw)
+        record = parse_done_record(raw)
+        m = record.manifest or json.loads((Path(record.store) / record.dir / "manifest.json").read_bytes())
         statuses[m["status"]] += 1
         for files in m["images"].values():
             out.images += len(files)

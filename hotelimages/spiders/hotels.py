@@ -25,7 +25,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.utils.ossignal import install_shutdown_handlers
 
 from hotelimages import manifest as mf
-from hotelimages.claims import LeaseManager
+from hotelimages.claims import LeaseManager, is_oom, oom_message
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.listing import (
@@ -96,6 +96,7 @@ class HotelsSpider(scrapy.Spider):
         )
         idle_since: float | None = None
         backoff = 0.5
+        out_of_memory = False
         while not self.node.draining:
             room = cfg.max_in_flight - len(self.leases.in_flight)
             if room <= 0:
@@ -103,6 +104,9 @@ class HotelsSpider(scrapy.Spider):
                 continue
             try:
                 entries = await self.leases.claim(min(cfg.claim_batch, room))
+                if out_of_memory:
+                    out_of_memory = False
+                    logger.warning("Redis accepts claims again: claiming resumed")
                 if entries:
                     try:
                         started = await self._start_entries(entries)
@@ -120,6 +124,14 @@ class HotelsSpider(scrapy.Spider):
                     continue
                 pending, leased = await self.leases.queue_state()
             except REDIS_DOWN as exc:
+                if is_oom(exc):
+                    # Refused whole by Redis (see claims.DENY_OOM): one line per episode, then quiet.
+                    if not out_of_memory:
+                        out_of_memory = True
+                        await self._log_out_of_memory()
+                    await asyncio.sleep(min(backoff, 5.0))
+                    backoff = min(backoff * 2, 30.0)
+                    continue
                 logger.warning(
                     "Redis unreachable at %(url)s (%(error)s): not claiming; retrying in %(delay).1fs",
                     {"url": cfg.redis.label, "error": exc, "delay": backoff},
@@ -137,6 +149,13 @@ class HotelsSpider(scrapy.Spider):
                 return
             await asyncio.sleep(cfg.poll_seconds)
         await self._drain()
+
+    async def _log_out_of_memory(self) -> None:
+        try:
+            used, maxmemory = await self.leases.memory()
+        except REDIS_DOWN:
+            used = maxmemory = 0
+        logger.error(oom_message(used, maxmemory))
 
     async def _drain(self) -> None:
         """After a stop signal: let the hotels in flight finish, up to HOTELS_STOP_GRACE_SECONDS."""
