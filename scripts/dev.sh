@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands: `bash scripts/dev.sh demo` and `bash scripts/dev.sh test`.
-# Both make (or reuse) a virtualenv in .venv from requirements-dev.txt first.
+# Both make (or reuse) a virtualenv in .venv first: requirements-dev.txt, then this checkout installed
+# in it (`pip install -e .`: the `hotelimages-node` command and the package, edits seen at once), and a
+# .pth file that puts the checkout on the venv's import path, so that benchmarks/ and devtools/ (which
+# are not in the wheel) import too: `python scripts/bench`, `scripts/demo` work from the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HOTELIMAGES_VENV:-.venv}
@@ -9,7 +12,9 @@ PY=${PYTHON:-python3}
 setup() {
     local stamp="$VENV/.requirements.sha1"
     local want
-    want=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -d' ' -f1)
+    # Redo the set-up when a requirements file, pyproject.toml (dependencies, entry points) or the
+    # checkout's place changes; code edits need nothing (editable install).
+    want=$( (cat requirements*.txt pyproject.toml; pwd) | sha1sum | cut -d' ' -f1)
     if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         return
     fi
@@ -22,10 +27,14 @@ setup() {
             exit 1
         fi
     fi
-    echo "Creating $VENV and installing requirements-dev.txt ..." >&2
+    echo "Creating $VENV, installing requirements-dev.txt and this checkout ..." >&2
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+    "$VENV/bin/python" -m pip install -q --no-deps -e .
+    local site
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+    pwd > "$site/hotelimages-checkout.pth"
     echo "$want" > "$stamp"
 }
 

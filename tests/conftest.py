@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import redis
+from crawling import scratch_db
 
+from devtools.localredis import LocalRedis
+
+#: The checkout; pyproject's ``pythonpath`` puts it on the import path (benchmarks/, devtools/ are not installed).
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from crawling import scratch_db  # noqa: E402
-
-from hotelimages.localredis import LocalRedis  # noqa: E402
 
 _db_numbers = itertools.count(1)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import redis
 
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env, start_demo_server
-from hotelimages.localredis import stop_process
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env, start_demo_server
+from devtools.localredis import stop_process
 from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import derive_image_id, hotel_dir
 

@@ -12,8 +12,8 @@ from collections import Counter
 
 from crawling import demo_server, run_crawl
 
+from devtools import demo_hotels as catalogue
 from hotelimages import catalog, status
-from hotelimages.demo import catalogue
 from hotelimages.idfiles import parse_lines
 from hotelimages.keys import Keys
 from hotelimages.manifest import STATUSES

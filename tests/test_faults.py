@@ -6,7 +6,7 @@ import json
 
 from crawling import demo_server, expected_files, files_under, recorded_manifest, run_crawl
 
-from hotelimages.demo import catalogue
+from devtools import demo_hotels as catalogue
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 

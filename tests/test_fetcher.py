@@ -18,8 +18,8 @@ from scrapy.exceptions import (
 from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
 
+from devtools.localredis import free_port
 from hotelimages.fetcher import FetchPolicy, ImageFetcher, decode_body, proxy_url, redirect_url
-from hotelimages.localredis import free_port
 from hotelimages.reasons import download_reason
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes

@@ -8,9 +8,9 @@ import pytest
 import redis
 from crawling import demo_server, recorded_manifest, run_crawl, scratch_db
 
-from hotelimages.demo import catalogue
+from devtools import demo_hotels as catalogue
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 
 KEYS = Keys()
 FAULTS = {

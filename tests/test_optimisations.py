@@ -10,8 +10,8 @@ import json
 
 from crawling import demo_server, files_under, recorded_manifest, run_crawl, scratch_db
 
-from hotelimages.bench.configs import BEFORE_SETTINGS
-from hotelimages.demo import catalogue
+from benchmarks.configs import BEFORE_SETTINGS
+from devtools import demo_hotels as catalogue
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 from crawling import demo_server, files_under, run_crawl, scratch_db
 
+from devtools import demo_hotels as catalogue
 from hotelimages.catalog import Catalog, default_catalog_path
-from hotelimages.demo import catalogue
 from hotelimages.keys import Keys
 from hotelimages.merging import merge
 from hotelimages.packing import pack

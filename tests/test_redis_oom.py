@@ -15,14 +15,14 @@ import redis
 import redis.asyncio as aioredis
 from crawling import demo_server
 
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env
+from devtools.localredis import LocalRedis, stop_process
 from hotelimages import claims, status
 from hotelimages import manifest as mf
 from hotelimages.claims import BoundScripts, LeaseManager
 from hotelimages.convert_done import convert_done_records
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis, stop_process
 
 KEYS = Keys()
 OWNER = "pc1/1-aaaa"

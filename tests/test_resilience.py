@@ -11,10 +11,10 @@ from pathlib import Path
 import redis
 from crawling import demo_server, expected_files, files_under, recorded_manifest
 
-from hotelimages.demo import catalogue
-from hotelimages.demo.run import ROOT, crawl_env
+from devtools import demo_hotels as catalogue
+from devtools.demo import ROOT, crawl_env
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 from hotelimages.manifest import parse_done_record
 
 KEYS = Keys()

@@ -18,8 +18,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotelimages.bench.configs import ROOT, Context, OurNode, delete_outputs, node_crawl_args
-from hotelimages.bench.measure import files_under, run_processes
+from benchmarks.configs import ROOT, Context, OurNode, delete_outputs, node_crawl_args
+from benchmarks.harness import Bench
+from benchmarks.measure import files_under, run_processes
 
 #: (layer, package folder) in the order they are tried; py-spy names files relative to sys.path.
 LAYERS = (
@@ -183,8 +184,6 @@ def format_cprofile(path: Path, n: int) -> str:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from hotelimages.bench.cli import Bench  # noqa: PLC0415 - avoids an import cycle
-
     tool = args.profile_tool
     py_spy = shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
                                         if (Path(sys.executable).parent / "py-spy").exists() else None)

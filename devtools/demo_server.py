@@ -2,11 +2,13 @@
 
 Routes: ``/hotels/<id>/photos?page=N`` (the listing contract, ``PAGE_SIZE`` images
 a page, ``next`` links) and ``/img/<id>/<index>/<name>.<ext>`` (image bytes from
-memory). Fault injection follows ``catalogue.parse_faults``.
+memory). Fault injection follows ``demo_hotels.parse_faults``. ``python -m devtools.demo_server``
+(``scripts/demo_server.py``) serves it on loopback and prints its base URL when ready.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections import Counter
@@ -16,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.internet import reactor
 from twisted.web import resource, server
 
-from hotelimages.demo import catalogue as cat
+from devtools import demo_hotels as cat
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +176,27 @@ def serve(hotels: int, port: int = 0, host: str = "127.0.0.1", first_id: int = c
     if on_ready:
         reactor.callWhenRunning(on_ready, url)
     reactor.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stopped; prints the base URL once listening (the tests read that line)."""
+    parser = argparse.ArgumentParser(prog="scripts/demo_server.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--hotels", type=int, default=300, help="number of hotels (default 300)")
+    parser.add_argument("--first-id", type=int, default=cat.FIRST_ID, help="first hotel ID")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--faults", default="",
+                        help="e.g. image_404:5,listing_500_once:7 (see devtools/demo_hotels.py)")
+    parser.add_argument("--slow-seconds", type=float, default=3.0, help="delay of the *_slow faults")
+    args = parser.parse_args(argv)
+    faults = cat.parse_faults(args.faults)
+
+    def ready(url: str) -> None:
+        print(f"Demo hotel server listening on {url}", flush=True)
+        print(f"Listing URL template: {url}/hotels/{{hotel_id}}/photos", flush=True)
+
+    serve(args.hotels, args.port, args.host, args.first_id, faults, args.slow_seconds, on_ready=ready)
+
+
+if __name__ == "__main__":
+    main()

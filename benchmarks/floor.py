@@ -1,6 +1,6 @@
 """The floor of our node's HTTP client: the client alone, no Scrapy, no checks, no manifests.
 
-``python -m hotelimages.bench.floor --urls urls.txt --out DIR`` downloads every URL with one
+``python -m benchmarks.floor --urls urls.txt --out DIR`` downloads every URL with one
 client (``--per-host`` requests at a time on kept-alive connections, as the node's
 ``CONCURRENT_REQUESTS_PER_DOMAIN``), takes the sha1 of each body and writes it into ``DIR`` in
 ``--threads`` writer threads, as the node does. ``--client ours`` is ``hotelimages.httpclient``,

@@ -4,7 +4,7 @@ Serves files under ``--root`` with keep-alive and ``sendfile``; any path under
 ``/tiny/`` answers with ``<root>/tiny.jpg`` held in memory. Prints
 ``listening on http://127.0.0.1:PORT`` once ready.
 
-    python -m hotelimages.bench.staticserver --root DIR [--port 0]
+    python -m benchmarks.staticserver --root DIR [--port 0]
 """
 
 from __future__ import annotations

@@ -12,19 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from hotelimages.bench import corpus as cp
-from hotelimages.bench import report
-from hotelimages.bench.configs import (
-    Context,
+from benchmarks import report
+from benchmarks.configs import (
     all_configs,
     install_img2dataset,
     measure_idle_node,
     result_dict,
     run_rounds,
-    settle_after_cleanup,
 )
-from hotelimages.bench.server import StaticServer
-from hotelimages.localredis import LocalRedis
+from benchmarks.harness import Bench
+from benchmarks.server import StaticServer
 
 DEFAULT_WORKDIR = Path(os.environ.get("HOTELIMAGES_BENCH_DIR", "/tmp/hotelimages-bench"))
 FULL_IMAGES = 3000
@@ -105,41 +102,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Bench:
-    """The corpus, static server and Redis of one invocation, started and stopped together."""
-
-    def __init__(self, args: argparse.Namespace, images: int):
-        self.args = args
-        self.workdir: Path = args.workdir
-        self.images = images
-
-    def __enter__(self) -> Context:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        settle_after_cleanup(self.workdir)
-        corpus = cp.ensure_corpus(self.workdir / "corpus", self.images)
-        print(f"bench: corpus {corpus.images} JPEGs, mean {corpus.mean_bytes / 1024:.1f} KiB, "
-              f"total {corpus.total_bytes / 2**20:.0f} MiB in {corpus.root}")
-        self.server = StaticServer(Path(corpus.root), self.workdir, prefer=self.args.server).start()
-        if self.server.note:
-            print(f"bench: {self.server.note}")
-        print(f"bench: static server {self.server.kind} {self.server.version} at {self.server.base_url}")
-        listings = Path(corpus.root) / "listings"
-        shutil.rmtree(listings, ignore_errors=True)
-        hotel_ids = cp.write_listings(Path(corpus.root), corpus.images, self.server.base_url)
-        urls_file = self.workdir / "urls.txt"
-        urls_file.write_text("\n".join(cp.image_urls(corpus.images, self.server.base_url)) + "\n")
-        self.redis = LocalRedis(workdir=self.workdir / "redis").start()
-        node_settings = dict(item.split("=", 1) for item in self.args.node_set)
-        self.ctx = Context(self.workdir, corpus, self.server, self.redis.url, urls_file, hotel_ids,
-                           node_settings=node_settings, keep=self.args.keep)
-        return self.ctx
-
-    def __exit__(self, *exc: object) -> None:
-        self.ctx.cleanup()
-        self.redis.stop()
-        self.server.stop()
-
-
 def run_comparison(args: argparse.Namespace) -> int:
     configs = [c for c in all_configs(args.workdir) if c.name in args.configs]
     if "img2dataset" in args.configs and not args.no_install:
@@ -202,15 +164,15 @@ def run_comparison(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.memory:
-        from hotelimages.bench.memory import run_memory_check  # noqa: PLC0415
+        from benchmarks.memory import run_memory_check  # noqa: PLC0415
 
         return run_memory_check(args)
     if args.redis:
-        from hotelimages.bench.redisfig import run_redis_figures  # noqa: PLC0415
+        from benchmarks.redisfig import run_redis_figures  # noqa: PLC0415
 
         return run_redis_figures(args)
     if args.profile:
-        from hotelimages.bench.profiling import run_profile  # noqa: PLC0415
+        from benchmarks.profiling import run_profile  # noqa: PLC0415
 
         return run_profile(args)
     return run_comparison(args)

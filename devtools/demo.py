@@ -1,10 +1,12 @@
-"""The demo: a private Redis and demo server, 300 hotels pushed, one real ``scrapy crawl hotels``.
+"""The demo crawl: private Redis + demo server, 300 hotels, one real ``scrapy crawl hotels``, a summary.
 
-Everything it starts, it stops. Returns a summary that the script prints.
+Everything it starts, it stops. ``python -m devtools.demo`` (``scripts/demo``) prints the summary,
+one hotel's folder and its manifest.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -17,12 +19,14 @@ from pathlib import Path
 
 import redis
 
-from hotelimages.demo import catalogue
+from devtools import demo_hotels
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 from hotelimages.manifest import parse_done_record
+from hotelimages.sharding import hotel_dir
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+#: The checkout: the demo and tests run ``scrapy crawl`` here, where scrapy.cfg is.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -69,11 +73,11 @@ def summarise(client: redis.Redis, keys: Keys, elapsed: float = 0.0) -> CrawlSum
 
 
 def start_demo_server(hotels: int, faults: str = "", slow_seconds: float = 3.0) -> tuple[subprocess.Popen, str]:
-    """Start scripts/demo_server.py on a free port; returns the process and its base URL."""
+    """Start the demo server (``devtools.demo_server``) on a free port; returns the process and its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "demo_server.py"), "--hotels", str(hotels),
+        [sys.executable, "-m", "devtools.demo_server", "--hotels", str(hotels),
          "--faults", faults, "--slow-seconds", str(slow_seconds)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on " not in line:
@@ -109,7 +113,7 @@ def run_demo(hotels: int = 300, workdir: Path | None = None, log=print) -> Crawl
         try:
             log(f"Started the demo hotel server at {base_url}")
             client = redis.Redis.from_url(server.url)
-            ids = catalogue.hotel_ids(hotels)
+            ids = demo_hotels.hotel_ids(hotels)
             client.lpush(keys.start_ids, *ids)
             log(f"Pushed {len(ids)} hotel IDs to {keys.start_ids}; crawling into {store} ...")
             started = time.monotonic()
@@ -124,3 +128,32 @@ def run_demo(hotels: int = 300, workdir: Path | None = None, log=print) -> Crawl
             demo.terminate()
             demo.wait(10)
     return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo and print what it left; exits non-zero if a hotel has no recorded outcome."""
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--hotels", type=int, default=300)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "demo-output", help="where the store goes")
+    args = parser.parse_args(argv)
+    s = run_demo(args.hotels, args.workdir)
+    print("\n=== Demo summary ===")
+    print(f"hotels by status : {json.dumps(s.hotels_by_status, sort_keys=True)}")
+    print(f"hotels failed    : {json.dumps(s.failed_by_reason, sort_keys=True)}")
+    print(f"images stored    : {s.images}  ({s.bytes / 1e6:.1f} MB)")
+    print(f"image failures   : {json.dumps(s.image_failures_by_reason, sort_keys=True)}")
+    print(f"left in queue    : {s.pending} pending, {s.leased} claimed")
+    print(f"elapsed          : {s.elapsed:.1f} s, {s.images_per_second:.0f} images/s (including start-up)")
+    hotel = demo_hotels.hotel_ids(1)[0]
+    folder = args.workdir / "store" / hotel_dir(hotel)
+    print(f"\n=== One hotel: {folder} ===")
+    for path in sorted(folder.rglob("*")):
+        print(("  " * (len(path.relative_to(folder).parts) - 1)) + path.name + ("/" if path.is_dir() else ""))
+    print(f"\n=== {folder / 'manifest.json'} ===")
+    print(json.dumps(json.loads((folder / "manifest.json").read_text()), indent=2))
+    if s.pending or s.leased or sum(s.hotels_by_status.values()) + sum(s.failed_by_reason.values()) < args.hotels:
+        sys.exit("demo incomplete: some hotels have no recorded outcome")
+
+
+if __name__ == "__main__":
+    main()

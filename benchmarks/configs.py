@@ -20,11 +20,11 @@ from pathlib import Path
 import redis
 from scrapy.settings import default_settings as scrapy_defaults
 
-from hotelimages.bench import corpus as cp
-from hotelimages.bench.measure import Measurement, files_under, run_processes
-from hotelimages.bench.report import median
-from hotelimages.bench.server import StaticServer
-from hotelimages.demo.run import ROOT, crawl_env, summarise
+from benchmarks import corpus as cp
+from benchmarks.measure import Measurement, files_under, run_processes
+from benchmarks.report import median
+from benchmarks.server import StaticServer
+from devtools.demo import ROOT, crawl_env, summarise
 from hotelimages.keys import Keys
 
 SPIDERS = Path(__file__).resolve().parent / "spiders"
@@ -287,7 +287,7 @@ class Curl(Config):
 
 
 class ClientFloor(Config):
-    """An HTTP client alone (``hotelimages.bench.floor``): ours is the floor of our node."""
+    """An HTTP client alone (``benchmarks.floor``): ours is the floor of our node."""
 
     def __init__(self, client: str, name: str, label: str):
         self.client = client
@@ -299,7 +299,7 @@ class ClientFloor(Config):
 
     def commands(self, ctx: Context, out: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
         # 32 at a time: the node's CONCURRENT_REQUESTS_PER_DOMAIN (hotelimages/settings.py).
-        return [[sys.executable, "-m", "hotelimages.bench.floor", "--urls", str(ctx.urls_file),
+        return [[sys.executable, "-m", "benchmarks.floor", "--urls", str(ctx.urls_file),
                  "--out", str(out / "store"), "--per-host", "32", "--client", self.client]], [
             dict(os.environ, PYTHONPATH=str(ROOT))]
 

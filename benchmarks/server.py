@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from hotelimages.demo.run import ROOT
-from hotelimages.localredis import free_port, stop_process
+from devtools.demo import ROOT
+from devtools.localredis import free_port, stop_process
 
 NGINX_CONF = """\
 {user}worker_processes 1;
@@ -109,7 +109,7 @@ class StaticServer:
 
     def _start_asyncio(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotelimages.bench.staticserver", "--root", str(self.root)],
+            [sys.executable, "-m", "benchmarks.staticserver", "--root", str(self.root)],
             stdout=subprocess.PIPE, text=True,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
@@ -117,7 +117,7 @@ class StaticServer:
         if "listening on " not in line:
             self.stop()
             raise RuntimeError(f"asyncio static server did not start: {line!r}")
-        self.kind = "asyncio (hotelimages.bench.staticserver)"
+        self.kind = "asyncio (benchmarks.staticserver)"
         self.version = sys.version.split()[0]
         self.base_url = line.rsplit("listening on ", 1)[1].strip()
 

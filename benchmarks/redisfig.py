@@ -15,14 +15,14 @@ from pathlib import Path
 
 import redis
 
-from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
-from hotelimages.bench.measure import run_processes
-from hotelimages.bench.memory import tiny_records
-from hotelimages.bench.server import StaticServer
-from hotelimages.demo.run import crawl_env
+from benchmarks import corpus as cp
+from benchmarks.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
+from benchmarks.measure import run_processes
+from benchmarks.memory import tiny_records
+from benchmarks.server import StaticServer
+from devtools.demo import crawl_env
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 
 CRAWL_HOTELS = 500
 

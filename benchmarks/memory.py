@@ -17,14 +17,14 @@ from pathlib import Path
 
 import redis
 
-from hotelimages.bench import corpus as cp
-from hotelimages.bench.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
-from hotelimages.bench.measure import run_processes
-from hotelimages.bench.report import MIB, rss_at_progress
-from hotelimages.bench.server import StaticServer
-from hotelimages.demo.run import crawl_env
+from benchmarks import corpus as cp
+from benchmarks.configs import ROOT, delete_outputs, node_crawl_args, settle_after_cleanup
+from benchmarks.measure import run_processes
+from benchmarks.report import MIB, rss_at_progress
+from benchmarks.server import StaticServer
+from devtools.demo import crawl_env
+from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
-from hotelimages.localredis import LocalRedis
 
 POLL_SECONDS = 3.0
 
