@@ -28,7 +28,7 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +63,12 @@ class BoundScripts:
         self.keys = keys
         self._registered: dict[str, Any] = {}
 
-    def run(self, script: LuaScript, *args: Any) -> Any:
+    def run(self, script: LuaScript, *args: Any, more_keys: Iterable[str] = ()) -> Any:
+        """Run ``script`` with ``args`` as ARGV; ``more_keys`` (keys named per call) follow its own KEYS."""
         registered = self._registered.get(script.name)
         if registered is None:
             registered = self._registered[script.name] = self.client.register_script(script.source)
-        return registered(keys=script.keys(self.keys), args=list(args))
+        return registered(keys=[*script.keys(self.keys), *more_keys], args=list(args))
 
 
 
@@ -172,9 +173,10 @@ local function done_figures(raw)
 end
 """
 
-# KEYS: leases, owners, manifests, failed, stats.
+# KEYS: leases, owners, manifests, failed, stats, reasons, then the node's reasons (``more_keys``).
 # ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), value (done record | failure JSON), images,
-# bytes, failed images, force (0/1), status (passed in, so the script decodes nothing of the new result).
+# bytes, failed images, force (0/1), status (passed in, so the script decodes nothing of the new result),
+# then pairs of reason field (``image/<reason>``, ``hotel/<reason>``) and count.
 # Records a hotel's outcome and acknowledges its claim in one step. A result for a
 # hotel that is already recorded is dropped (returns 0) unless the claim was forced,
 # so every hotel has exactly one result. The counters are the state of hotels:manifests: a forced
@@ -208,6 +210,10 @@ if ARGV[4] == 'manifest' then
 else
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[5])
   redis.call('HINCRBY', KEYS[5], 'events/hotel_failed', 1)
+end
+for i = 11, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[6], ARGV[i], tonumber(ARGV[i + 1]))
+  redis.call('HINCRBY', KEYS[7], ARGV[i], tonumber(ARGV[i + 1]))
 end
 return 1
 """
@@ -267,7 +273,7 @@ CLAIM = LuaScript("claim", CLAIM_LUA, ("start_ids", "leases", "lease_owners", "s
 RENEW = LuaScript("renew", RENEW_LUA, ("leases", "lease_owners"))
 FINISH = LuaScript("finish", FINISH_LUA, ("leases", "lease_owners", "start_ids"))
 REQUEUE_EXPIRED = LuaScript("requeue_expired", REQUEUE_EXPIRED_LUA, ("leases", "lease_owners", "start_ids", "stats"))
-RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats"))
+RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats", "reasons"))
 PUSH_NEW = LuaScript("push_new", PUSH_NEW_LUA, ("manifests", "start_ids"))
 RETRY_FAILED = LuaScript("retry_failed", RETRY_FAILED_LUA, ("failed", "start_ids"))
 CONVERT_DONE = LuaScript("convert_done", CONVERT_DONE_LUA, ("manifests",))
@@ -298,6 +304,21 @@ def oom_message(used: int, maxmemory: int) -> str:
 
 
 # ---------------------------------------------------------------- entries and owners (pure)
+
+
+def reason_counts(kind: str, text: str, image_reasons: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The reason counters one recorded outcome adds: ``hotel/<reason>`` or ``image/<reason>`` per failed image."""
+    if kind == "failed":
+        try:
+            reason = json.loads(text).get("reason")
+        except (ValueError, AttributeError):
+            reason = None
+        return {f"hotel/{str(reason or 'unknown')[:64]}": 1}
+    if image_reasons is None:  # only a full manifest lists its failures; a compact record counts them
+        manifest = parse_done_record(text).manifest or {}
+        image_reasons = Counter(str(f.get("reason") or "unknown") for f in manifest.get("failed") or ())
+    return {f"image/{reason[:64]}": int(n) for reason, n in image_reasons.items() if n}
+
 
 
 def new_owner(node_id: str) -> str:
@@ -515,6 +536,8 @@ class LeaseManager:
         self.in_flight: set[bytes] = set()
         self.freed = asyncio.Event()
         self._scripts = BoundScripts(client, keys)
+        # Reason counters this process recorded (``image/<reason>``, ``hotel/<reason>``), for its progress samples.
+        self.recorded_reasons: Counter[str] = Counter()
 
     async def claim(self, count: int) -> list[bytes]:
         """Take up to ``count`` entries from the pending list under a lease."""
@@ -553,6 +576,7 @@ class LeaseManager:
         failed_images: int = 0,
         force: bool = False,
         status: str = "",
+        image_reasons: Mapping[str, int] | None = None,
     ) -> bool:
         """Store a hotel's done record (or failure record) and acknowledge its claim, atomically.
 
@@ -561,14 +585,20 @@ class LeaseManager:
 
         Returns False if the hotel had already been recorded (by another claim, or
         earlier) and ``force`` is not set; this result is then dropped. The caller
-        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given).
+        forgets the entry once this returns. ``status`` is the manifest's (read from it if not given);
+        ``image_reasons`` counts its failed images by reason (read from it if not given).
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         if kind == "manifest" and not status:
             status = parse_done_record(manifest_json).status
+        reasons = reason_counts(kind, text, image_reasons)
         n = await self._scripts.run(
-            RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status
+            RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status,
+            *(x for pair in reasons.items() for x in pair),
+            more_keys=(self.keys.node_reasons(self.owner.rsplit("/", 1)[0]),),
         )
+        if n:
+            self.recorded_reasons.update(reasons)
         return bool(n)
 
     async def recorded_manifest(self, hotel_id: str) -> bytes | None:

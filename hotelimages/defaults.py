@@ -84,8 +84,6 @@ HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 #: Off: Redis holds a compact record of ~270 bytes per done hotel whatever its photo count, and
 #: the full manifest is in ``manifest.json`` on the node (~2.5 KB more per 120-photo hotel when on).
 HOTELS_REDIS_FULL_MANIFESTS = False
-#: Fraction of Redis's maxmemory from which ``status`` warns.
-HOTELS_REDIS_MEMORY_WARN = 0.8
 
 
 def default_node_id() -> str:

@@ -10,6 +10,8 @@
 | ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
 | ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |
 | ``hotels:history:<owner>`` | list with TTL | a process's progress samples (JSON), newest first, capped |
+| ``hotels:reasons`` | hash | failures counted by reason, fleet-wide: ``image/<reason>`` and ``hotel/<reason>`` |
+| ``hotels:reasons:<NODE_ID>`` | hash | the same counts for one node |
 """
 
 from __future__ import annotations
@@ -57,3 +59,10 @@ class Keys:
     @property
     def history_pattern(self) -> str:
         return f"{self.prefix}:history:*"
+
+    @property
+    def reasons(self) -> str:
+        return f"{self.prefix}:reasons"
+
+    def node_reasons(self, node_id: str) -> str:
+        return f"{self.prefix}:reasons:{node_id}"

@@ -14,9 +14,13 @@ and publishes, with the asyncio Redis client:
 * ``hotels:node:<owner>``: a hash of this process's figures (fields in ``HEARTBEAT_FIELDS``),
   expiring after ``max(3 * interval, 30)`` seconds, so a key that is present means a live process;
 * ``hotels:history:<owner>``: a capped list (newest first) of JSON samples
-  ``{"t", "hotels", "images", "bytes", "failures", "done", "pending"}`` where ``t`` is Redis server
+  ``{"t", "hotels", "images", "bytes", "failures", "done", "pending", "in_flight"}`` where ``t`` is Redis server
   time and ``done``/``pending`` are the fleet's manifests and pending entries at that moment,
-  which gives ``status`` throughput over time per process and the fleet's completion curve.
+  which gives ``status`` throughput over time per process and the fleet's completion curve;
+  a sample also carries ``reasons``, this process's recorded failure counts by reason (if any).
+
+The heartbeat also holds the image failure rate of the last interval (failed / attempted) and
+the free and total bytes of the disk of ``IMAGES_STORE``.
 
 The history is per owner (``NODE_ID/pid-token``), not per node, because the
 counters are per process: two processes of one node would interleave
@@ -29,6 +33,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -54,7 +59,7 @@ HEARTBEAT_FIELDS = (
     "hotels", "hotels_complete", "hotels_partial", "hotels_failed", "hotels_empty", "hotels_rejected",
     "hotels_failed_whole",
     "images", "bytes", "images_failed", "failures", "in_flight",
-    "images_per_s", "mb_per_s", "hotels_per_s",
+    "images_per_s", "mb_per_s", "hotels_per_s", "image_failure_rate", "disk_free", "disk_total",
 )
 
 
@@ -141,6 +146,7 @@ class HotelsProgress:
         interval: float = defaults.HOTELS_PROGRESS_INTERVAL,
         history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH,
         history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL,
+        store: str | None = None,
     ):
         self.stats = stats
         self.client = client
@@ -152,6 +158,7 @@ class HotelsProgress:
         #: The node's shared state (``nodestate.NodeState``): the claim owner and the hotels in flight.
         self.node: Any = None
         self._crawler: Any = None
+        self.store = store
         self.pid = os.getpid()
         self._started = time.monotonic()
         self._started_at: float | None = None
@@ -178,6 +185,7 @@ class HotelsProgress:
             interval=interval,
             history_length=length,
             history_ttl=ttl,
+            store=crawler.settings.get("IMAGES_STORE") or None,
         )
         ext._crawler = crawler
         crawler.signals.connect(ext.spider_opened, signal=signals.spider_opened)
@@ -236,10 +244,26 @@ class HotelsProgress:
         leases = getattr(self.node, "leases", None)
         return len(getattr(leases, "in_flight", ()) or ())
 
+    @property
+    def recorded_reasons(self) -> dict[str, int]:
+        leases = getattr(self.node, "leases", None)
+        return dict(getattr(leases, "recorded_reasons", None) or {})
+
+    def disk(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the store's disk, or None if unknown."""
+        if not self.store:
+            return None
+        try:
+            usage = shutil.disk_usage(self.store)
+        except OSError:
+            return None
+        return usage.free, usage.total
+
     async def tick(self, state: str = "running", log: bool = True) -> None:
         """Log the progress line and publish the heartbeat; never raises (but for cancellation)."""
         now = time.monotonic()
         counts = Counts.from_stats(self.stats)
+        before = self._last_counts
         seconds = now - self._last_time
         rates = Rates.between(self._last_counts, counts, seconds)
         self._last_counts, self._last_time = counts, now
@@ -248,7 +272,7 @@ class HotelsProgress:
             msg, args = progress_message(counts, rates, seconds, in_flight)
             logger.info(msg, args)
         try:
-            await self.publish(counts, rates, in_flight, state)
+            await self.publish(counts, rates, in_flight, state, before)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a heartbeat must never take the node down
@@ -261,8 +285,10 @@ class HotelsProgress:
                 logger.info("Progress heartbeat published again")
             self._redis_down = False
 
-    async def publish(self, counts: Counts, rates: Rates, in_flight: int, state: str = "running") -> None:
-        """Write the heartbeat hash and append a history sample (two round trips)."""
+    async def publish(
+        self, counts: Counts, rates: Rates, in_flight: int, state: str = "running", before: Counts | None = None
+    ) -> None:
+        """Write the heartbeat hash and append a history sample (two round trips); ``before``: the last counts."""
         owner = self.owner
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.time()
@@ -291,12 +317,22 @@ class HotelsProgress:
             "mb_per_s": round(rates.mb_per_s, 4),
             "hotels_per_s": round(rates.hotels_per_s, 4),
         }
+        if before is not None:
+            failed = counts.images_failed - before.images_failed
+            attempted = failed + counts.images - before.images
+            heartbeat["image_failure_rate"] = round(failed / attempted, 4) if attempted > 0 else 0.0
+        disk = await asyncio.to_thread(self.disk)
+        if disk is not None:
+            heartbeat["disk_free"], heartbeat["disk_total"] = disk
         sample = {
             "t": round(server_now, 3), "hotels": counts.hotels, "images": counts.images, "bytes": counts.bytes,
-            "failures": counts.failures, "done": int(done), "pending": int(pending),
+            "failures": counts.failures, "done": int(done), "pending": int(pending), "in_flight": in_flight,
         }
         if state != "running":
             sample["state"] = state
+        reasons = self.recorded_reasons
+        if reasons:
+            sample["reasons"] = reasons
         node_key, hist_key = self.keys.node(owner), self.keys.history(owner)
         async with self.client.pipeline(transaction=True) as pipe:
             if self._published_owner not in (None, owner):

@@ -1,23 +1,24 @@
 """Fleet status: one picture of the whole crawl from Redis alone.
 
 ``gather`` reads the queue, the leases, the fleet counters, the failure
-reasons and every process's heartbeat and history into a ``FleetStatus``;
-``render_text`` and ``render_html`` turn one into a screen or a self-contained
-page (inline SVG, no scripts). Nothing here reads a manifest: with 600,000 of
-them, HLEN and the ``hotels:stats`` counters are what an operator can afford.
+reasons, Redis's memory and every process's heartbeat and history into a
+``FleetStatus``, with the alert conditions of ``hotelimages.alerts``;
+``render_text`` turns one into a screen. The live page (``hotelimages.console``)
+and the Prometheus metrics (``hotelimages.metrics``) are built on the same
+``FleetStatus``. Nothing here reads a manifest: with 600,000 of them, HLEN and
+the ``hotels:stats`` counters are what an operator can afford.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from hotelimages import defaults
-from hotelimages.claims import failed_by_reason, redis_memory
+from hotelimages import alerts
+from hotelimages.claims import failed_by_reason
 from hotelimages.keys import Keys
 from hotelimages.reasons import hotel_status
 
@@ -28,6 +29,8 @@ DEFAULT_WINDOW = 300.0
 HOTEL_COUNTERS = ("complete", "partial", "failed", "empty", "rejected", "skipped_done")
 #: Statuses of done hotels (``hotels/<status>`` counters: the state of ``hotels:manifests``).
 DONE_COUNTERS = ("complete", "partial", "failed", "empty")
+#: What a live process is doing when its heartbeat names no state.
+DEFAULT_ACTIVITY = "claiming"
 
 
 @dataclass
@@ -41,28 +44,36 @@ class Sample:
     failures: int = 0
     done: int = 0
     pending: int = 0
+    in_flight: int = 0  # this process's hotels in flight
     state: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)  # this process's failures by reason, cumulative
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Sample | None:
         try:
-            data = json.loads(raw)
+            d = json.loads(raw)
+            get = d.get
             return cls(
-                t=float(data["t"]),
-                **{k: int(data.get(k, 0)) for k in ("hotels", "images", "bytes", "failures", "done", "pending")},
-                state=str(data.get("state", "")),
+                float(d["t"]), int(get("hotels", 0)), int(get("images", 0)), int(get("bytes", 0)),
+                int(get("failures", 0)), int(get("done", 0)), int(get("pending", 0)), int(get("in_flight", 0)),
+                str(get("state", "")), {str(k): int(v) for k, v in (get("reasons") or {}).items()},
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
 @dataclass
 class NodeStatus:
-    """One crawler process: live (heartbeat present), stopped (closed cleanly) or lost (vanished)."""
+    """One crawler process: live (heartbeat present), stopped (closed cleanly) or lost (vanished).
+
+    ``activity`` is what a live process says it is doing (its heartbeat's ``state`` field:
+    claiming, draining, paused, ... as the nodes report it; ``claiming`` when it says nothing).
+    """
 
     owner: str
     node_id: str
     state: str
+    activity: str = ""
     pid: int | None = None
     started_at: float | None = None
     last_seen: float | None = None
@@ -76,6 +87,10 @@ class NodeStatus:
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     hotels_per_s: float = 0.0
+    failure_rate: float | None = None  # failures / (stored images + failures) over the window
+    disk_free: int | None = None
+    disk_total: int | None = None
+    reasons: dict[str, int] = field(default_factory=dict)  # the node's (all its processes') failures by reason
     history: list[Sample] = field(default_factory=list)  # oldest first
 
 
@@ -91,17 +106,18 @@ class FleetStatus:
     failed_hotels: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     failed_by_reason: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # hotels:reasons: image/<reason>, hotel/<reason>
+    redis_memory: dict[str, int] = field(default_factory=dict)  # used_memory, maxmemory (0: no limit)
     nodes: list[NodeStatus] = field(default_factory=list)
     window: float = DEFAULT_WINDOW
     hotels_per_s: float = 0.0
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     eta_seconds: float | None = None
-    #: Redis's used_memory and maxmemory in bytes (0: no limit).
-    redis_used_memory: int = 0
-    redis_maxmemory: int = 0
-    #: Fraction of maxmemory from which ``warnings`` has a line.
-    memory_warn: float = defaults.HOTELS_REDIS_MEMORY_WARN
+    failure_rate: float | None = None  # fleet-wide, over the window; None without attempts
+    attempts: int = 0  # stored images + failures over the window, fleet-wide
+    last_progress_at: float | None = None  # newest sample whose counters grew (or a gone process's last)
+    alerts: list[alerts.Alert] = field(default_factory=list)
 
     @property
     def failed_whole(self) -> int:
@@ -114,24 +130,6 @@ class FleetStatus:
         return sum(n for reason, n in self.failed_by_reason.items() if hotel_status(reason) == "rejected")
 
     @property
-    def memory_fraction(self) -> float | None:
-        return self.redis_used_memory / self.redis_maxmemory if self.redis_maxmemory else None
-
-    @property
-    def warnings(self) -> list[str]:
-        """Lines an operator must act on (Redis memory from ``memory_warn`` of maxmemory)."""
-        out = []
-        frac = self.memory_fraction
-        if frac is not None and frac >= self.memory_warn:
-            what = "out of memory: claiming is paused" if frac >= 1 else "near its limit"
-            out.append(
-                f"Redis {what}: used {format_mib(self.redis_used_memory)} of maxmemory "
-                f"{format_mib(self.redis_maxmemory)} ({frac:.0%}); raise maxmemory, or run convert_done "
-                "if hotels:manifests holds full manifests"
-            )
-        return out
-
-    @property
     def live(self) -> list[NodeStatus]:
         return [n for n in self.nodes if n.state == "live"]
 
@@ -142,14 +140,21 @@ class FleetStatus:
     def counter(self, name: str) -> int:
         return int(self.counters.get(name, 0))
 
+    @property
+    def percent_done(self) -> float | None:
+        """Hotels with an outcome (done or failed) out of every hotel known to the queue."""
+        total = self.done + self.failed_hotels + self.pending + self.leased
+        return 100.0 * (self.done + self.failed_hotels) / total if total else None
+
     def to_json(self, history: bool = False) -> dict[str, Any]:
         """The figures as a JSON-ready dict; samples only with ``history``."""
-        data = asdict(self)
+        nodes = self.nodes if history else [replace(n, history=[]) for n in self.nodes]
+        data = asdict(replace(self, nodes=nodes))
         data["live_nodes"] = len(self.live)
         data["gone_nodes"] = len(self.gone)
         data["failed_whole"] = self.failed_whole
         data["rejected"] = self.rejected
-        data["warnings"] = self.warnings
+        data["percent_done"] = self.percent_done
         if not history:
             for node in data["nodes"]:
                 node.pop("history")
@@ -175,6 +180,29 @@ def window_rates(history: list[Sample], window: float) -> tuple[float, float, fl
         (newest.images - oldest.images) / dt,
         (newest.bytes - oldest.bytes) / MB / dt,
     )
+
+
+def window_failures(history: list[Sample], window: float) -> tuple[int, int] | None:
+    """(failures, stored images + failures) between the newest sample and the oldest within ``window``."""
+    if len(history) < 2:
+        return None
+    newest = history[-1]
+    oldest = next((s for s in history if s.t >= newest.t - window - 1e-6), history[0])
+    if oldest is newest:
+        oldest = history[-2]
+    failures = max(newest.failures - oldest.failures, 0)
+    return failures, failures + max(newest.images - oldest.images, 0)
+
+
+def last_progress(history: list[Sample], live: bool) -> float | None:
+    """When a process's counters last grew; a gone process counts as progressing until its last sample."""
+    if not history:
+        return None
+    if not live:
+        return history[-1].t
+    grew = [b.t for a, b in zip(history, history[1:], strict=False)
+            if (b.hotels, b.images, b.failures) > (a.hotels, a.images, a.failures)]
+    return grew[-1] if grew else None
 
 
 def _num(raw: Any, kind: type = int) -> Any:
@@ -209,6 +237,9 @@ def build_node(
         history=history,
     )
     if heartbeat:
+        node.activity = heartbeat.get("state") or DEFAULT_ACTIVITY
+        node.disk_free = _num(heartbeat.get("disk_free"))
+        node.disk_total = _num(heartbeat.get("disk_total"))
         node.pid = _num(heartbeat.get("pid"))
         node.started_at = _num(heartbeat.get("started_at"), float)
         node.last_seen = _num(heartbeat.get("updated_at"), float)
@@ -218,6 +249,11 @@ def build_node(
         if rates is None:
             rates = tuple(_num(heartbeat.get(k), float) or 0.0 for k in ("hotels_per_s", "images_per_s", "mb_per_s"))
         node.hotels_per_s, node.images_per_s, node.mb_per_s = rates
+        failures = window_failures(history, window)
+        if failures is not None and failures[1]:
+            node.failure_rate = failures[0] / failures[1]
+        elif failures is None:
+            node.failure_rate = _num(heartbeat.get("image_failure_rate"), float)
     elif last is not None:
         node.last_seen = last.t
         node.hotels, node.images, node.bytes, node.failures = last.hotels, last.images, last.bytes, last.failures
@@ -237,9 +273,21 @@ def lease_ages(
     return out
 
 
-def finish(status: FleetStatus) -> FleetStatus:
-    """Fill in the fleet totals and the ETA from the nodes; returns ``status``."""
+def finish(status: FleetStatus, thresholds: alerts.Thresholds | None = None) -> FleetStatus:
+    """Fill in the fleet totals, the ETA, the failure rate and the alerts from the nodes; returns ``status``."""
     live = status.live
+    failures = attempts = 0
+    for node in live:
+        counted = window_failures(node.history, status.window)
+        if counted is not None:
+            failures, attempts = failures + counted[0], attempts + counted[1]
+    status.attempts = attempts
+    status.failure_rate = failures / attempts if attempts else None
+    progress = [t for n in status.nodes if (t := last_progress(n.history, n.state == "live")) is not None]
+    if progress:
+        status.last_progress_at = max(progress)
+    else:  # no growth in what was loaded: no progress since the oldest sample, at least
+        status.last_progress_at = min((n.history[0].t for n in status.nodes if n.history), default=None)
     status.hotels_per_s = sum(n.hotels_per_s for n in live)
     status.images_per_s = sum(n.images_per_s for n in live)
     status.mb_per_s = sum(n.mb_per_s for n in live)
@@ -251,6 +299,7 @@ def finish(status: FleetStatus) -> FleetStatus:
     else:
         status.eta_seconds = None
     status.nodes.sort(key=lambda n: (n.state != "live", n.node_id, n.owner))
+    status.alerts = alerts.check(status, thresholds or alerts.Thresholds())
     return status
 
 
@@ -268,9 +317,17 @@ def gather(
     lease_seconds: float = 120,
     window: float = DEFAULT_WINDOW,
     full_history: bool = False,
+    history_seconds: float = 0.0,
     redis_label: str = "",
+    thresholds: alerts.Thresholds | None = None,
 ) -> FleetStatus:
-    """Read the fleet's state from Redis (blocking client); ``full_history`` loads every sample, for charts."""
+    """Read the fleet's state from Redis (blocking client).
+
+    ``full_history`` loads every sample, ``history_seconds`` the samples of that many last
+    seconds (of every process, gone ones too), for charts; the window and the stall alert's
+    span are always loaded for live processes.
+    """
+    thresholds = thresholds or alerts.Thresholds()
     pipe = client.pipeline(transaction=False)
     pipe.time()
     pipe.llen(keys.start_ids)
@@ -280,15 +337,17 @@ def gather(
     pipe.hgetall(keys.stats)
     pipe.zrange(keys.leases, 0, -1, withscores=True)
     pipe.hgetall(keys.lease_owners)
+    pipe.hgetall(keys.reasons)
     pipe.info("memory")
-    (secs, micros), pending, leased, done, failed, counters, leases, owners, memory = pipe.execute()
+    (secs, micros), pending, leased, done, failed, counters, leases, owners, reasons, memory = pipe.execute()
     now = int(secs) + int(micros) / 1e6
     status = FleetStatus(
         at=now, redis=redis_label, pending=int(pending), leased=int(leased), done=int(done),
         failed_hotels=int(failed), counters={k: _num(v) or 0 for k, v in _decode_hash(counters).items()},
         failed_by_reason=failed_by_reason(client, keys), window=window,
+        reasons=dict(sorted(((k, _num(v) or 0) for k, v in _decode_hash(reasons).items()), key=lambda kv: -kv[1])),
+        redis_memory={k: int(memory.get(k) or 0) for k in ("used_memory", "maxmemory")},
     )
-    status.redis_used_memory, status.redis_maxmemory = redis_memory(memory)
     by_owner = lease_ages(leases, owners, now, lease_seconds)
 
     node_prefix = keys.node("")
@@ -300,28 +359,42 @@ def gather(
         pipe.hgetall(keys.node(owner))
     heartbeats = dict(zip(heartbeat_owners, (_decode_hash(h) for h in pipe.execute()), strict=True))
 
+    intervals = [_num(b.get("interval"), float) or 30.0 for b in heartbeats.values()]
+    shortest = max(min(intervals, default=30.0), 0.001)
     pipe = client.pipeline(transaction=False)
     for owner in history_owners:
         beat = heartbeats.get(owner)
+        span = history_seconds
+        if beat:
+            span = max(span, window, thresholds.stall_seconds)
+            shortest_here = max(_num(beat.get("interval"), float) or 30.0, 0.001)
+        else:
+            shortest_here = shortest
         if full_history:
             last = -1
-        elif beat:
-            interval = _num(beat.get("interval"), float) or 30.0
-            last = int(math.ceil(window / max(interval, 0.001)))  # the newest sample is index 0
         else:
-            last = 0
+            last = int(math.ceil(span / shortest_here))  # the newest sample is index 0
         pipe.lrange(keys.history(owner), 0, last)
+    node_ids = sorted({(heartbeats.get(o) or {}).get("node_id") or o.split("/", 1)[0]
+                       for o in (*heartbeat_owners, *history_owners, *by_owner)})
+    for node_id in node_ids:
+        pipe.hgetall(keys.node_reasons(node_id))
+    replies = pipe.execute()
+    node_reasons = {
+        node_id: {k: _num(v) or 0 for k, v in _decode_hash(raw).items()}
+        for node_id, raw in zip(node_ids, replies[len(history_owners):], strict=True)
+    }
     histories: dict[str, list[Sample]] = {}
-    for owner, raw in zip(history_owners, pipe.execute(), strict=True):
+    for owner, raw in zip(history_owners, replies[: len(history_owners)], strict=True):
         samples = [s for s in (Sample.from_json(x) for x in raw) if s is not None]
         histories[owner] = sorted(samples, key=lambda s: s.t)
 
     for owner in sorted(set(heartbeats) | set(histories) | set(by_owner)):
         count, oldest = by_owner.get(owner, (0, None))
-        status.nodes.append(
-            build_node(owner, heartbeats.get(owner, {}), histories.get(owner, []), count, oldest, window)
-        )
-    return finish(status)
+        node = build_node(owner, heartbeats.get(owner, {}), histories.get(owner, []), count, oldest, window)
+        node.reasons = node_reasons.get(node.node_id, {})
+        status.nodes.append(node)
+    return finish(status, thresholds)
 
 
 # ---------------------------------------------------------------- text
@@ -349,17 +422,18 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def format_mib(n: float) -> str:
-    """Binary units, as Redis's maxmemory is usually set: ``812.4 MiB``, ``3.2 GiB``."""
-    if n >= 2**30:
-        return f"{n / 2**30:.1f} GiB"
-    return f"{n / 2**20:.1f} MiB"
-
-
 def format_time(t: float | None) -> str:
     if t is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + " UTC"
+
+
+def redis_memory_text(memory: dict[str, int]) -> str:
+    """``1.2 MB of 100.0 MB (1%)``, or ``1.2 MB (no maxmemory)``."""
+    used, limit = memory.get("used_memory", 0), memory.get("maxmemory", 0)
+    if not limit:
+        return f"{format_bytes(used)} (no maxmemory)"
+    return f"{format_bytes(used)} of {format_bytes(limit)} ({used / limit:.0%})"
 
 
 def render_text(status: FleetStatus, max_gone: int = 10) -> str:
@@ -381,12 +455,16 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
         f"(nodes live {len(status.live)}, gone {len(status.gone)})",
         f"claims      requeued after expiry {c('claims/requeued_expired'):,}   "
         f"duplicate in flight {c('claims/duplicate_in_flight'):,}",
-        f"redis       used {format_mib(status.redis_used_memory)} of maxmemory "
-        + (f"{format_mib(status.redis_maxmemory)} ({status.memory_fraction:.0%})" if status.redis_maxmemory
-           else "(no limit)")
-        + (f"   {status.redis_used_memory / status.done:,.0f} B per done hotel" if status.done else ""),
     ]
-    lines += [f"WARNING     {w}" for w in status.warnings]
+    pct = status.percent_done
+    lines.insert(3, f"progress    {'-' if pct is None else f'{pct:.1f}%'} done   "
+                    f"failure rate {'-' if status.failure_rate is None else f'{status.failure_rate:.1%}'} "
+                    f"of {status.attempts:,} attempts   redis memory {redis_memory_text(status.redis_memory)}")
+    if status.alerts:
+        lines += ["", "ALERTS"] + [f"  {a.name:<17} {a.message}" for a in status.alerts]
+    if status.reasons:
+        lines += ["", "failures by reason (fleet, counted when recorded)"]
+        lines += [f"  {n:>9,}  {reason}" for reason, n in status.reasons.items()]
     if status.failed_by_reason:
         lines += ["", "failed hotels by reason"]
         lines += [f"  {n:>9,}  {reason}" for reason, n in status.failed_by_reason.items()]
@@ -394,14 +472,16 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
     if status.live:
         lines.append(
             f"  {'owner':<32} {'hotels':>8} {'images':>10} {'stored':>10} {'hotels/s':>8} {'img/s':>8} "
-            f"{'MB/s':>7} {'flight':>6} {'leases':>6} {'oldest':>7} {'up':>8}"
+            f"{'MB/s':>7} {'flight':>6} {'leases':>6} {'oldest':>7} {'up':>8} {'fail%':>6} {'disk free':>10} state"
         )
         for n in status.live:
             up = status.at - n.started_at if n.started_at else None
             lines.append(
                 f"  {n.owner[:32]:<32} {n.hotels:>8,} {n.images:>10,} {format_bytes(n.bytes):>10} "
                 f"{n.hotels_per_s:>8.2f} {n.images_per_s:>8.1f} {n.mb_per_s:>7.2f} {n.in_flight:>6} "
-                f"{n.leases:>6} {format_duration(n.oldest_lease_age):>7} {format_duration(up):>8}"
+                f"{n.leases:>6} {format_duration(n.oldest_lease_age):>7} {format_duration(up):>8} "
+                f"{'-' if n.failure_rate is None else f'{n.failure_rate:.1%}':>6} "
+                f"{'-' if n.disk_free is None else format_bytes(n.disk_free):>10} {n.activity}"
             )
     else:
         lines.append("  none")
@@ -414,107 +494,3 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
         if len(status.gone) > max_gone:
             lines.append(f"  ... and {len(status.gone) - max_gone} more")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- html
-
-
-def throughput_series(nodes: list[NodeStatus], buckets: int = 120) -> dict[str, list[tuple[float, float]]]:
-    """Images/s over time per node id (processes of one node summed) and ``total``, in time buckets."""
-    spans = [(n, n.history) for n in nodes if len(n.history) >= 2]
-    if not spans:
-        return {}
-    t0 = min(h[0].t for _n, h in spans)
-    t1 = max(h[-1].t for _n, h in spans)
-    gaps = sorted(b.t - a.t for _n, h in spans for a, b in zip(h, h[1:], strict=False))
-    width = max((t1 - t0) / buckets, gaps[len(gaps) // 2], 1e-3)
-    count = int((t1 - t0) / width) + 1
-    per_node: dict[str, list[float]] = {}
-    for node, history in spans:
-        row = per_node.setdefault(node.node_id, [0.0] * count)
-        for a, b in zip(history, history[1:], strict=False):
-            row[min(int((b.t - t0) / width), count - 1)] += max(b.images - a.images, 0)
-    total = [sum(row[i] for row in per_node.values()) for i in range(count)]
-    out = {name: row for name, row in sorted(per_node.items())}
-    if len(out) > 1:
-        out["total"] = total
-    return {name: [(t0 + (i + 0.5) * width, v / width) for i, v in enumerate(row)] for name, row in out.items()}
-
-
-def completion_series(nodes: list[NodeStatus], points: int = 400) -> dict[str, list[tuple[float, float]]]:
-    """Hotels done (manifests) and pending over time, from every process's samples."""
-    samples = sorted((s for n in nodes for s in n.history), key=lambda s: s.t)
-    step = max(1, math.ceil(len(samples) / points))
-    picked = samples[::step]
-    if samples and picked[-1] is not samples[-1]:
-        picked.append(samples[-1])
-    return {"done": [(s.t, s.done) for s in picked], "pending": [(s.t, s.pending) for s in picked]}
-
-
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
-
-
-def svg_chart(series: dict[str, list[tuple[float, float]]], title: str, unit: str, width: int = 760,
-              height: int = 260) -> str:
-    """A line chart as inline SVG: one polyline per series, time on x (UTC), a legend."""
-    esc = html.escape
-    points = [p for line in series.values() for p in line]
-    if not points:
-        return f'<p class="empty">{esc(title)}: no history yet.</p>'
-    left, right, top, bottom = 64, 150, 28, 30
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y1 = max(max(p[1] for p in points), 1e-9) * 1.05
-    x1 = x1 if x1 > x0 else x0 + 1
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return top + ph - y / y1 * ph
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{esc(title)}">',
-        f'<text x="{left}" y="16" class="title">{esc(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>',
-    ]
-    for frac in (0, 0.5, 1):
-        y = y1 * frac
-        parts.append(f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" class="axis" text-anchor="end">{y:,.1f}</text>')
-    parts.append(f'<text x="{left - 6}" y="{top - 8}" class="axis" text-anchor="end">{esc(unit)}</text>')
-    for frac in (0, 0.5, 1):
-        x = x0 + (x1 - x0) * frac
-        label = time.strftime("%m-%d %H:%M", time.gmtime(x))
-        parts.append(f'<text x="{sx(x):.1f}" y="{height - 10}" class="axis" text-anchor="middle">{label}</text>')
-    for i, (name, line) in enumerate(series.items()):
-        colour = "#000" if name == "total" else COLOURS[i % len(COLOURS)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
-        ly = top + 12 + 16 * i
-        parts.append(f'<rect x="{width - right + 10}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{width - right + 24}" y="{ly}" class="legend">{esc(name[:20])}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def render_html(status: FleetStatus, refresh: int | None = None) -> str:
-    """A self-contained HTML page: the text figures, throughput per node and the completion curve."""
-    meta = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">{meta}
-<title>hotelimages fleet status</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
-svg {{ display: block; margin: 1em 0; }}
-.title {{ font-weight: bold; font-size: 14px; }} .axis, .legend {{ font-size: 11px; fill: #444; }}
-.frame {{ fill: none; stroke: #bbb; }}
-</style></head>
-<body>
-<h1>hotelimages fleet status</h1>
-<pre>{html.escape(render_text(status))}</pre>
-{svg_chart(throughput_series(status.nodes), "Images stored per second, by node", "img/s")}
-{svg_chart(completion_series(status.nodes), "Hotels done and pending", "hotels")}
-</body></html>
-"""

@@ -38,6 +38,20 @@ setup() {
     echo "$want" > "$stamp"
 }
 
+# --- console browser tests: Debian's chromium + chromium-driver (tests/test_console_e2e.py) ---
+browser() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "Installing chromium and chromium-driver with apt-get ..." >&2
+        apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "note: chromium/chromium-driver missing and not root: the console's browser test is skipped" >&2
+    fi
+}
+# --- end of the console block ---
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -45,6 +59,7 @@ case "$cmd" in
     demo) setup; exec "$VENV/bin/python" scripts/demo "$@" ;;
     test)
         setup
+        browser
         "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;

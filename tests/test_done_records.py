@@ -170,8 +170,8 @@ def test_status_reads_both_kinds(redis_client, mixed):
     fleet = status.gather(redis_client, KEYS)
     assert fleet.done == 2
     assert fleet.counter("images/stored") == 140
-    assert fleet.redis_used_memory > 0
-    assert "redis       used " in status.render_text(fleet)
+    assert fleet.redis_memory["used_memory"] > 0
+    assert "not done: failed as a whole 0  rejected 0" in status.render_text(fleet)
 
 
 def test_retry_failed_moves_failed_hotels_and_leaves_done_ones(redis_client, mixed):

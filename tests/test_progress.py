@@ -64,16 +64,19 @@ def make_ext(redis_url: str, values: dict[str, int], **kwargs) -> progress.Hotel
     return progress.HotelsProgress(Stats(values), redis.asyncio.Redis.from_url(redis_url), KEYS, "pc1", **kwargs)
 
 
-def test_tick_publishes_heartbeat_and_history(redis_url, redis_client, caplog):
+def test_tick_publishes_heartbeat_and_history(redis_url, redis_client, caplog, tmp_path):
     redis_client.hset(KEYS.manifests, mapping={"a": "{}", "b": "{}"})
     redis_client.lpush(KEYS.start_ids, "c", "d", "e")
     values = {"hotelimages/hotels/complete": 2, "hotelimages/images/stored": 10, "hotelimages/images/bytes": 5000}
-    ext = make_ext(redis_url, values, interval=10, history_length=2)
+    ext = make_ext(redis_url, values, interval=10, history_length=2, store=str(tmp_path))
 
     async def run():
         await ext.tick()  # before the spider has a lease manager: published under NODE_ID
-        ext.node = SimpleNamespace(leases=SimpleNamespace(owner="pc1/42-abcd", in_flight={b"c", b"d"}))
+        ext.node = SimpleNamespace(leases=SimpleNamespace(
+            owner="pc1/42-abcd", in_flight={b"c", b"d"}, recorded_reasons={"image/http_404": 1}))
         values["hotelimages/hotels/complete"] = 3
+        values["hotelimages/images/stored"] = 13
+        values["hotelimages/images/failed"] = 1
         await ext.tick()
         await ext.tick()
         await ext.client.aclose()
@@ -86,13 +89,15 @@ def test_tick_publishes_heartbeat_and_history(redis_url, redis_client, caplog):
     beat = {k.decode(): v.decode() for k, v in redis_client.hgetall(KEYS.node("pc1/42-abcd")).items()}
     assert set(beat) == set(progress.HEARTBEAT_FIELDS)
     assert (beat["node_id"], beat["owner"], beat["hotels"], beat["images"], beat["bytes"]) == (
-        "pc1", "pc1/42-abcd", "3", "10", "5000")
+        "pc1", "pc1/42-abcd", "3", "13", "5000")
+    assert float(beat["image_failure_rate"]) == 0.0  # the last tick: nothing new
+    assert 0 < int(beat["disk_free"]) <= int(beat["disk_total"])
     assert (beat["in_flight"], beat["state"], beat["interval"]) == ("2", "running", "10")
     assert 29 <= redis_client.ttl(KEYS.node("pc1/42-abcd")) <= 30  # 3 x 10 s
     history = [json.loads(x) for x in redis_client.lrange("hotels:history:pc1/42-abcd", 0, -1)]
     assert len(history) == 2  # capped
-    assert {k: history[0][k] for k in ("hotels", "images", "bytes", "done", "pending")} == {
-        "hotels": 3, "images": 10, "bytes": 5000, "done": 2, "pending": 3}
+    assert {k: history[0][k] for k in ("hotels", "images", "bytes", "done", "pending", "reasons")} == {
+        "hotels": 3, "images": 13, "bytes": 5000, "done": 2, "pending": 3, "reasons": {"image/http_404": 1}}
     assert history[0]["t"] >= history[1]["t"] > 1.7e9
     assert redis_client.ttl("hotels:history:pc1/42-abcd") > 6 * 24 * 3600
 

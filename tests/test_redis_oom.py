@@ -117,9 +117,9 @@ def test_claims_are_refused_whole_and_work_in_flight_is_recorded_whole(small_red
 
     # Converting old records shrinks memory, so it runs over the limit too.
     fleet = status.gather(client, KEYS)
-    assert fleet.memory_fraction >= 1
-    assert any("out of memory" in w for w in fleet.warnings)
-    assert "WARNING     Redis out of memory" in status.render_text(fleet)
+    assert fleet.redis_memory["used_memory"] >= fleet.redis_memory["maxmemory"] > 0
+    assert [a.name for a in fleet.alerts] == ["redis_memory"]
+    assert "ALERTS\n  redis_memory" in status.render_text(fleet)
     assert convert_done_records(client, KEYS).read == 1
 
 
@@ -128,14 +128,14 @@ def test_status_warns_from_80_percent_of_maxmemory(small_redis):
     used = client.info("memory")["used_memory"]
     client.config_set("maxmemory", int(used / 0.5))
     quiet = status.gather(client, KEYS)
-    assert quiet.warnings == [] and quiet.redis_maxmemory > 0
-    assert "(no limit)" not in status.render_text(quiet)
+    assert quiet.alerts == [] and quiet.redis_memory["maxmemory"] > 0
     client.config_set("maxmemory", int(used / 0.85))
     loud = status.gather(client, KEYS)
-    assert len(loud.warnings) == 1 and "near its limit" in loud.warnings[0]
-    assert loud.to_json()["warnings"] == loud.warnings
+    assert [a.name for a in loud.alerts] == ["redis_memory"]
+    assert [a["name"] for a in loud.to_json()["alerts"]] == ["redis_memory"]
+    assert "redis memory " in status.render_text(loud)
     client.config_set("maxmemory", 0)
-    assert "(no limit)" in status.render_text(status.gather(client, KEYS))
+    assert status.gather(client, KEYS).alerts == []
 
 
 def test_a_node_says_once_that_redis_is_full_and_resumes_when_it_is_not(small_redis, tmp_path):

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ class ManifestPipeline:
             item, leases, manifest["status"],
             manifest_json=mf.done_record(manifest, data, full=self.cfg.redis_full_manifests),
             images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
-            force=item.force,
+            force=item.force, image_reasons=Counter(f.reason for f in item.failed),
         )
         if recorded is False:
             await self._keep_recorded_manifest(item.hotel_id, path, data, before)
