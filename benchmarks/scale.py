@@ -32,6 +32,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,10 @@ def part_pack(store: Path, out: Path, figures: dict) -> None:
     shards, central = out / "shards", out / "central"
     shutil.rmtree(shards, ignore_errors=True)
     shutil.rmtree(central, ignore_errors=True)
-    packed = scale_merge._in_fresh_process("pack", store=store, out=shards)
+    # Shards cut at 22,000 members, as scale_merge does: a 4 GiB shard of ~190 KB photos.
+    per_member = 2 * tarfile.BLOCKSIZE + -(-(nbytes // max(files, 1)) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    max_shard = 22_000 * per_member + tarfile.RECORDSIZE
+    packed = scale_merge._in_fresh_process("pack", store=store, out=shards, max_shard_bytes=max_shard)
     merged = scale_merge._in_fresh_process("merge", shards=[shards], central=central)
     again = scale_merge._in_fresh_process("merge", shards=[shards], central=central)
     figures["pack"] = {"files": files, "bytes": nbytes, "pack": packed, "merge": merged, "second_merge": again}
