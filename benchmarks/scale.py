@@ -127,7 +127,9 @@ def part_redis(out: Path, n: int, figures: dict) -> tuple[LocalRedis, Path]:
     started = time.monotonic()
     record_done(client, keys, job_ids(n))
     synth_s = time.monotonic() - started
-    calls = sum(int(v["calls"]) for v in client.info("commandstats").values())
+    stats = client.info("commandstats")
+    calls = sum(int(v["calls"]) for v in stats.values())
+    usec = sum(int(v["usec"]) for v in stats.values())
     done = client.hlen(keys.manifests)
     after_done = used_memory(client)
     hash_bytes = int(client.memory_usage(keys.manifests, samples=0) or 0)
@@ -138,13 +140,15 @@ def part_redis(out: Path, n: int, figures: dict) -> tuple[LocalRedis, Path]:
         "used_after_done": after_done, "per_done_hotel": (after_done - base) / max(done, 1),
         "manifests_hash_bytes": hash_bytes, "encoding": encoding.decode() if encoding else "",
         "record_sample": client.hget(keys.manifests, job_ids(1)[0]).decode(),
-        "calls_per_hotel_synth": calls / max(done, 1),
+        "calls_per_hotel_synth": calls / max(done, 1), "redis_usec_per_hotel": usec / max(done, 1),
     }
     say(f"  {n:,} IDs: used_memory +{(after_push - base) / MIB:.1f} MiB = {(after_push - base) / pending:.1f} B per "
         f"pending ID")
     say(f"  {done:,} done hotels recorded through CLAIM + RECORD in {synth_s:.1f} s ({done / synth_s:,.0f}/s); "
         f"used_memory {after_done / MIB:.1f} MiB = {(after_done - base) / done:.1f} B per done hotel "
         f"(hotels:manifests {hash_bytes / done:.1f} B per field, {encoding.decode()})")
+    say(f"  Redis CPU inside commands: {usec / max(done, 1):.1f} us per hotel (claim + record), "
+        f"{calls / max(done, 1):.1f} commands per hotel counting those inside the scripts")
     say(f"  a record: {figures['redis']['record_sample']}")
     # 6,000 more hotels recorded failed (for retry_failed) and 5,000 more pending (for requeue).
     extra = [str(20_000_000 + i) for i in range(FAILED_EXTRA + LEASED_EXTRA)]
