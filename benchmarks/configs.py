@@ -287,7 +287,7 @@ class Curl(Config):
 
 
 class ClientFloor(Config):
-    """An HTTP client alone (``benchmarks.floor``): ours is the floor of our node."""
+    """An HTTP library alone (``benchmarks.floor``): pycurl is the floor of our node."""
 
     def __init__(self, client: str, name: str, label: str):
         self.client = client
@@ -407,7 +407,8 @@ def all_configs(workdir: Path) -> list[Config]:
         ScrapySpiderConfig("images", "stock Scrapy ImagesPipeline", "stock_images.py", "IMAGES_STORE"),
         ScrapySpiderConfig("files", "stock Scrapy FilesPipeline", "stock_files.py", "FILES_STORE"),
         ScrapySpiderConfig("raw", "raw Scrapy spider writing response.body", "raw_body.py", None),
-        ClientFloor("ours", "client", "our HTTP client alone: GET, sha1, write in 4 threads (the node's floor)"),
+        ClientFloor("pycurl", "client", "pycurl (libcurl) alone as the fetcher drives it: GET, sha1, write in 4 threads"
+                    " (the node's floor)"),
         ClientFloor("aiohttp", "aiohttp", "aiohttp alone: GET, sha1, write in 4 threads"),
         Curl(),
         Aria2(),

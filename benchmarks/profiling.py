@@ -124,7 +124,7 @@ def parse_collapsed(lines: list[str]) -> tuple[Counter, Counter, Counter, int]:
 #: stage that has a frame (a substring of py-spy's ``func (file)``) anywhere in its stack.
 STAGES = (
     ("start-up (imports)", ("importlib",)),
-    ("image download (fetcher, HTTP client)", ("ImageFetcher", "hotelimages/httpclient.py")),
+    ("image download (fetcher, HTTP client)", ("ImageFetcher", "CurlLoop", "pycurl")),
     ("image check (Pillow header, path)", ("ShardedImagesPipeline._check ",)),
     ("write and sha1 (writer threads)", ("_write_and_hash",)),
     ("rest of media_downloaded (thread hand-off)", ("media_downloaded",)),

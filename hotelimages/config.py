@@ -153,6 +153,7 @@ class HotelsConfig:
         if image_fetcher not in IMAGE_FETCHERS:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
+        FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
         return cls(
             redis=redis_target(settings),
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
@@ -185,4 +186,24 @@ class HotelsConfig:
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
             redis_full_manifests=_bool(settings, "HOTELS_REDIS_FULL_MANIFESTS"),
+        )
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """The direct image fetcher's own settings (``HOTELS_TLS_VERIFY`` ...), read and checked."""
+
+    tls_verify: bool = defaults.HOTELS_TLS_VERIFY
+    http2: bool = defaults.HOTELS_HTTP2
+    dns_cache_seconds: int = defaults.HOTELS_DNS_CACHE_SECONDS
+    connection_idle_seconds: float = defaults.HOTELS_CONNECTION_IDLE_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FetchOptions:
+        """Read and check the fetcher's settings; raises ValueError naming a bad one."""
+        return cls(
+            tls_verify=_bool(settings, "HOTELS_TLS_VERIFY"),
+            http2=_bool(settings, "HOTELS_HTTP2"),
+            dns_cache_seconds=_int(settings, "HOTELS_DNS_CACHE_SECONDS"),
+            connection_idle_seconds=_float(settings, "HOTELS_CONNECTION_IDLE_SECONDS", 0.1),
         )

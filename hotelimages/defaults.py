@@ -61,12 +61,20 @@ HOTELS_MAX_IMAGE_PIXELS = 89_478_485
 HOTELS_IMAGE_HOSTS: list = []
 #: Threads that write and hash image files off the reactor; 0 writes on the reactor thread.
 HOTELS_WRITE_THREADS = 4
-#: How images are downloaded: "direct" (hotelimages.httpclient, a lean HTTP/1.1 client with its
+#: How images are downloaded: "direct" (hotelimages.fetcher, on libcurl through pycurl, with its
 #: own kept-alive connections; concurrency, retries, redirects, timeouts and size limits follow
 #: Scrapy's settings) or "scrapy"
 #: (Scrapy's downloader and its middlewares; slower; used anyway with DOWNLOAD_DELAY or AutoThrottle;
 #: needed for downloader middlewares of your own to see image requests).
 HOTELS_IMAGE_FETCHER = "direct"
+#: Verify image hosts' TLS certificates in the direct fetcher (off, like Scrapy's default; see README).
+HOTELS_TLS_VERIFY = False
+#: Speak HTTP/2 with HTTPS image hosts that offer it (ALPN) in the direct fetcher; HTTP/1.1 otherwise.
+HOTELS_HTTP2 = False
+#: Seconds the direct fetcher keeps resolved host names (libcurl's DNS cache); 0 = resolve every time.
+HOTELS_DNS_CACHE_SECONDS = 60
+#: Seconds an idle kept-alive connection of the direct fetcher stays open before it is closed.
+HOTELS_CONNECTION_IDLE_SECONDS = 30.0
 #: Python's first garbage-collector threshold once the spider is open (Python's default is 700;
 #: 0 leaves it). A node allocates many short-lived objects per image; collecting less often and
 #: freezing the start-up objects out of the collector's scans saved 6-8% of user CPU.

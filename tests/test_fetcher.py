@@ -341,27 +341,110 @@ def test_policy_follows_scrapy_settings():
     assert dict(on.headers)["User-Agent"] == "hotelimages-test/1"
 
 
-def test_client_errors_map_to_scrapys_exceptions():
-    import socket
+def test_curl_errors_map_to_scrapys_exceptions():
+    import errno
 
+    import pycurl
     from scrapy.exceptions import CannotResolveHostError, DownloadFailedError
 
-    from hotelimages.fetcher import scrapy_exception
-    from hotelimages.httpclient import BodyCutShort, ClosedInHead
+    from hotelimages.fetcher import curl_exception
 
     url = "http://h/a.jpg"
-    every_address_refused = OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 80, 0, 0), "
-                                    "[Errno 111] Connect call failed ('127.0.0.1', 80)")
-    mixed = OSError("Multiple exceptions: [Errno 111] Connect call failed, [Errno 101] Network is unreachable")
-    cases = {
-        TimeoutError(): DownloadTimeoutError,
-        socket.gaierror(-2, "Name or service not known"): CannotResolveHostError,
-        ConnectionRefusedError(111, "refused"): DownloadConnectionRefusedError,
-        every_address_refused: DownloadConnectionRefusedError,
-        mixed: DownloadFailedError,
-        BodyCutShort("cut"): ResponseDataLossError,
-        ClosedInHead("cut in head"): DownloadFailedError,  # as Scrapy: no data loss before the body
-        ConnectionResetError(104, "reset"): DownloadFailedError,
-    }
-    for error, expected in cases.items():
-        assert type(scrapy_exception(error, url, 5.0)) is expected, error
+    cases = [
+        ((pycurl.E_OPERATION_TIMEDOUT, 0), DownloadTimeoutError, "timeout"),
+        ((pycurl.E_COULDNT_RESOLVE_HOST, 0), CannotResolveHostError, "dns_error"),
+        ((pycurl.E_COULDNT_CONNECT, errno.ECONNREFUSED), DownloadConnectionRefusedError, "connection_refused"),
+        ((pycurl.E_COULDNT_CONNECT, errno.ENETUNREACH), DownloadFailedError, "connection_error"),
+        ((pycurl.E_PARTIAL_FILE, 0), ResponseDataLossError, "data_loss"),
+        ((pycurl.E_GOT_NOTHING, 0), DownloadFailedError, "connection_error"),  # as Scrapy: no data loss before the body
+        ((pycurl.E_RECV_ERROR, errno.ECONNRESET), DownloadFailedError, "connection_error"),
+        ((pycurl.E_FILESIZE_EXCEEDED, 0), IgnoreRequest, "too_large"),
+    ]
+    for (code, os_errno), expected, reason in cases:
+        exc = curl_exception(code, "message", url, 5.0, os_errno, 5000, 1000)
+        assert type(exc) is expected and download_reason(exc) == reason, (code, exc)
+    refused = curl_exception(pycurl.E_WRITE_ERROR, "", url, 5.0, refusal="two different Content-Length values")
+    assert download_reason(refused) == "connection_error" and "Content-Length" in str(refused)
+
+
+def test_tls_verification_is_a_setting(tmp_path):
+    """Off by default (as Scrapy); on, a self-signed certificate is refused and recorded as a connection error."""
+    context = self_signed_context(tmp_path)
+
+    async def go(fetcher, base, server):
+        try:
+            return (await fetcher.fetch(Request(f"{base}/img/a.jpg"))).status
+        except Exception as exc:  # noqa: BLE001
+            return download_reason(exc)
+
+    assert run(go, ssl_context=context)[0] == 200
+    assert run(go, policy(HOTELS_TLS_VERIFY=True, RETRY_TIMES=0), ssl_context=context)[0] == "connection_error"
+
+
+def test_fetcher_settings_are_read_and_checked():
+    from hotelimages.config import HotelsConfig
+
+    options = policy(HOTELS_HTTP2="true", HOTELS_DNS_CACHE_SECONDS=5, HOTELS_CONNECTION_IDLE_SECONDS=2.5).options
+    assert options.http2 and not options.tls_verify
+    assert (options.dns_cache_seconds, options.connection_idle_seconds) == (5, 2.5)
+    for name, bad in (("HOTELS_TLS_VERIFY", "maybe"), ("HOTELS_DNS_CACHE_SECONDS", -1),
+                      ("HOTELS_CONNECTION_IDLE_SECONDS", 0)):
+        with pytest.raises(ValueError, match=name):
+            HotelsConfig.from_settings(Settings({name: bad}))
+
+
+class Socks5Proxy:
+    """A minimal SOCKS5 proxy (no authentication, CONNECT only) that records where it was asked to go."""
+
+    def __init__(self) -> None:
+        self.targets: list[tuple[str, int]] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def serve(self, reader, writer) -> None:
+        try:
+            _, methods = await reader.readexactly(2)
+            await reader.readexactly(methods)
+            writer.write(b"\x05\x00")
+            _, _, _, kind = await reader.readexactly(4)
+            if kind == 3:
+                host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+            else:
+                host = ".".join(str(b) for b in await reader.readexactly(4))
+            port = int.from_bytes(await reader.readexactly(2), "big")
+            self.targets.append((host, port))
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\x05\x00\x00\x01" + bytes(4) + b"\x00\x00")
+
+            async def pipe(src, dst):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+def test_a_socks5_proxy_from_the_environment(monkeypatch):
+    """The proxy variable's scheme is honoured: socks5h:// sends the host name to the proxy to resolve."""
+    proxy = Socks5Proxy()
+
+    async def main():
+        monkeypatch.setenv("http_proxy", f"socks5h://127.0.0.1:{await proxy.start()}")
+        server = Server()
+        port = (await server.start()).rsplit(":", 1)[1]
+        fetcher = ImageFetcher(policy(RETRY_TIMES=0), Stats())
+        try:
+            return await fetcher.fetch(Request(f"http://cdn.invalid:{port}/img/a.jpg")), server
+        finally:
+            await fetcher.close()
+            await server.stop()
+            proxy.server.close()
+
+    response, server = asyncio.run(main())
+    assert response.status == 200 and response.body == BODY
+    assert proxy.targets[0][0] == "cdn.invalid" and server.headers[0]["Host"].startswith("cdn.invalid")

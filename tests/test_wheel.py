@@ -33,8 +33,11 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_only_the_product_modules_and_its_metadata(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     product = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hotelimages").rglob("*.py")}
+    # The console's page, script and style, and the charting library it serves (package data).
+    product |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "hotelimages" / "console_static").iterdir()}
     modules = {n for n in names if not n.startswith("hotelimages-0.1.0.dist-info/")}
-    assert modules == product  # every product module, and nothing else (no benchmarks, devtools, tests, scripts)
+    # Every product module and the console's files, and nothing else (no benchmarks, devtools, tests, scripts).
+    assert modules == product
     assert not any(part in ("bench", "demo", "localredis.py") for n in names for part in n.split("/"))
     assert {n.split("/", 1)[1] for n in names if n not in modules} == {
         "METADATA", "WHEEL", "entry_points.txt", "top_level.txt", "RECORD"}
