@@ -49,7 +49,7 @@ from devtools.demo import crawl_env
 from devtools.localredis import LocalRedis
 from hotelimages import claims
 from hotelimages import manifest as mf
-from hotelimages.catalog import Catalog
+from hotelimages.central_catalog import Catalog
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
 
@@ -82,8 +82,13 @@ def synthetic_manifest(hotel_id: str, photos: int = 120) -> dict[str, Any]:
     }
 
 
+def checkout_env() -> dict[str, str]:
+    """The environment with this checkout first on the import path (scripts/ are thin CLI wrappers)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 def timed_process(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    m = run_processes([cmd], cwd=ROOT, env=env, logs=[log], timeout=3600)
+    m = run_processes([cmd], cwd=ROOT, env=env or checkout_env(), logs=[log], timeout=3600)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     say(f"  {name:<34} {m.wall:7.2f} s wall, {m.cpu:6.2f} s CPU, exit {m.exit_codes[0]}   | {' / '.join(tail)[:150]}")
     return {"wall_s": m.wall, "cpu_s": m.cpu, "exit": m.exit_codes[0], "peak_rss": m.peak_rss_max, "tail": tail}
@@ -332,7 +337,8 @@ def part_catalog(out: Path, n: int, figures: dict) -> None:
     cats["summary"] = timed_process("catalog summary", [py, cat, "--catalog", str(path), "summary"],
                                     out / "cat-summary.log")
     tsv = out / "hotels.tsv"
-    m = run_processes([[py, cat, "--catalog", str(path), "hotels", "--format", "tsv"]], cwd=ROOT, logs=[tsv])
+    m = run_processes([[py, cat, "--catalog", str(path), "hotels", "--format", "tsv"]], cwd=ROOT, logs=[tsv],
+                      env=checkout_env())
     rows = sum(1 for _ in tsv.open()) - 1
     cats["hotels_tsv"] = {"wall_s": m.wall, "cpu_s": m.cpu, "rows": rows, "peak_rss": m.peak_rss_max,
                           "exit": m.exit_codes[0]}

@@ -21,6 +21,7 @@ import redis
 
 from devtools import demo_hotels
 from devtools.localredis import LocalRedis
+from hotelimages import manifest
 from hotelimages.keys import Keys
 from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import hotel_dir
@@ -56,12 +57,12 @@ def summarise(client: redis.Redis, keys: Keys, elapsed: float = 0.0) -> CrawlSum
     statuses: Counter[str] = Counter()
     image_failures: Counter[str] = Counter()
     for _, raw in client.hscan_iter(keys.manifests, count=1000):
-        record = parse_done_record(raw)
-        m = record.manifest or json.loads((Path(record.store) / record.dir / "manifest.json").read_bytes())
+        record = parse_done_record(raw)  # a done record points to the manifest on disk
+        m = record.manifest or manifest.loads((Path(record.store) / record.dir / manifest.MANIFEST_NAME).read_bytes())
         statuses[m["status"]] += 1
-        for files in m["images"].values():
-            out.images += len(files)
-            out.bytes += sum(f["bytes"] for f in files)
+        for listed in manifest.listed_files(m):
+            out.images += 1
+            out.bytes += listed.bytes
         image_failures.update(f["reason"] for f in m["failed"])
     failed = Counter(json.loads(raw)["reason"] for _, raw in client.hscan_iter(keys.failed, count=1000))
     out.hotels_by_status = dict(statuses)

@@ -9,7 +9,7 @@ Work is at-least-once over a Redis list, in the manner of rq's registries:
 - **record + ack**: once a hotel's outcome is known it is stored and the claim released in
   one step (``RECORD``); a hotel found done before listing is only acknowledged;
 - **release**: a stopping node gives back what it has not finished;
-- **requeue expired**: any node (and ``scripts/requeue``) puts entries whose lease expired back
+- **requeue expired**: any node (and ``hotelimages requeue``) puts entries whose lease expired back
   on the pending list, so a node that dies loses nothing; ``release_owner`` does it for the
   leases of one dead owner at once;
 - **retry failed**: failed hotels go back on the pending list (``retry_failed``).
@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -442,8 +444,9 @@ def leases_by_owner(client: Any, keys: Keys) -> dict[str, list[bytes]]:
 def release_owner(client: Any, keys: Keys, wanted: str, *, force: bool = False, dry_run: bool = False) -> ReleaseReport:
     """Put every entry leased by owner (or node) ``wanted`` back at the head of the pending list.
 
-    An owner whose heartbeat key is still present is alive: its leases are
-    left alone unless ``force``, because the hotels would then be done twice.
+    An owner whose heartbeat key or liveness key (``LeaseManager.mark_alive``, written by the
+    lease heartbeat even when the progress heartbeat is off) is still present is alive: its
+    leases are left alone unless ``force``, because the hotels would then be done twice.
     Ownership is checked again inside the script, entry by entry.
     """
     report = ReleaseReport()
@@ -451,7 +454,7 @@ def release_owner(client: Any, keys: Keys, wanted: str, *, force: bool = False, 
     for owner, entries in sorted(leases_by_owner(client, keys).items()):
         if not owner_matches(owner, wanted):
             continue
-        if not force and client.exists(keys.node(owner)):
+        if not force and client.exists(keys.node(owner), keys.alive(owner)):
             report.live_skipped[owner] = len(entries)
             continue
         if dry_run:
@@ -551,6 +554,11 @@ class LeaseManager:
             return []
         lost = await self._scripts.run(RENEW, self.lease_seconds, self.owner, *self.in_flight)
         return list(lost)
+
+    async def mark_alive(self, heartbeat_seconds: float) -> None:
+        """Say this process is alive for three heartbeats (``requeue --all-of-owner`` leaves it alone)."""
+        ttl = max(2, math.ceil(3 * heartbeat_seconds))
+        await self.client.set(self.keys.alive(self.owner), str(int(time.time())), ex=ttl)
 
     async def done_among(self, hotel_ids: list[str]) -> set[str]:
         """The hotels of ``hotel_ids`` that already have a manifest (the check before listing)."""

@@ -1,78 +1,97 @@
-"""The ``hotelimages-node`` command: run the hotels spider where only the installed package is.
+"""The ``hotelimages`` command: one subcommand per operator task (``hotelimages --help`` lists them).
 
-    hotelimages-node --env-file node.env               # REDIS_URL, IMAGES_STORE, NODE_ID, ...
-    hotelimages-node -s NODE_ID=pc12 -s LOG_LEVEL=DEBUG
+    hotelimages node --env-file node.env        # run a node (also installed as ``hotelimages-node``)
+    hotelimages push ids.txt                    # queue hotels
+    hotelimages status --watch                  # watch the fleet
 
-Equivalent to ``scrapy crawl hotels`` inside a checkout: every argument but ``--env-file``
-goes to ``scrapy crawl hotels``, and the project settings are ``hotelimages.settings``
-unless SCRAPY_SETTINGS_MODULE says otherwise, so no scrapy.cfg is needed.
+Each subcommand is a module of :mod:`hotelimages.commands`. Options that several subcommands take
+are defined once (:data:`hotelimages.commands.SHARED`) and given to a subcommand by its ``OPTIONS``. Exit codes:
+0 ok, 1 partial (some hosts, shards or hotels failed), 2 error (including a bad command line).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import MutableMapping
-from pathlib import Path
+from types import ModuleType
 
-SETTINGS_MODULE = "hotelimages.settings"
-SPIDER = "hotels"
+from hotelimages.commands import COMMANDS, SHARED, UsageError
 
-
-def parse_env_file(text: str, source: str = "env file") -> dict[str, str]:
-    """``NAME=VALUE`` lines (``#`` comments, blank lines, optional ``export``, optional quotes) as a dict."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        name, sep, value = line.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name.isidentifier():
-            raise ValueError(f"{source}:{number}: expected NAME=VALUE, got {line[:80]!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
+PROG = "hotelimages"
 
 
-def load_env_files(paths: list[Path], environ: MutableMapping[str, str]) -> None:
-    """Put the files' variables into ``environ``; a variable already set there is kept (it wins)."""
-    loaded: dict[str, str] = {}
-    for path in paths:
-        loaded.update(parse_env_file(path.read_text(encoding="utf-8"), str(path)))
-    for name, value in loaded.items():
-        environ.setdefault(name, value)
+def command_module(name: str) -> ModuleType:
+    """The module of subcommand ``name`` (``retry-failed`` -> ``hotelimages.commands.retry_failed``)."""
+    return importlib.import_module(f"hotelimages.commands.{COMMANDS[name]}")
 
 
-def crawl_argv(rest: list[str]) -> list[str]:
-    """The ``scrapy`` command line that the node runs."""
-    return ["scrapy", "crawl", SPIDER, *rest]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``hotelimages-node``; exits with scrapy's exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every subcommand with its own and its shared options."""
     parser = argparse.ArgumentParser(
-        prog="hotelimages-node", allow_abbrev=False,
-        description="Run the hotels spider (scrapy crawl hotels) with the installed hotelimages package. "
-                    "Other arguments, such as -s NAME=VALUE, go to scrapy crawl.",
+        prog=PROG, allow_abbrev=False,
+        description="Distributed downloader of hotel photos: run nodes, queue hotels, watch, pack and merge.",
+        epilog="`hotelimages COMMAND --help` explains each command. Exit codes: 0 ok, 1 partial, 2 error.",
     )
-    parser.add_argument("--env-file", type=Path, action="append", default=[], metavar="FILE",
-                        help="NAME=VALUE lines to put into the environment first (REDIS_URL, IMAGES_STORE, NODE_ID)")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = command_module(name)
+        summary, _, details = (module.__doc__ or "").strip().partition("\n")
+        p = sub.add_parser(
+            name, help=summary.rstrip("."), description=f"{summary}\n{details}",
+            parents=[SHARED[o]() for o in module.OPTIONS], allow_abbrev=False,
+            add_help=getattr(module, "OWN_HELP", True), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module, _parser=p)
+    return parser
+
+
+def dispatch(argv: list[str]) -> int:
+    """Parse ``argv`` and run its subcommand; argparse's exits are left to the caller."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    module = args._module
+    if rest and not getattr(module, "PASSTHROUGH", False):
+        args._parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
-        load_env_files(args.env_file, os.environ)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
-    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", SETTINGS_MODULE)
+        return module.run(args)
+    except UsageError as exc:
+        args._parser.error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return 2  # not reached: error() exits
 
-    from scrapy.cmdline import execute  # noqa: PLC0415 - after the environment is complete
 
-    execute(crawl_argv(rest))
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hotelimages``: the exit code of the subcommand (0 ok, 1 partial, 2 error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            code = dispatch(argv)
+        except SystemExit as exc:  # argparse's --help (0) and usage errors (2), or a tool's own exit
+            code = exc.code
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+                code = 1
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader (``| head``) went away: end quietly. Python's docs recommend pointing stdout at
+        # devnull so that the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file descriptor (tests capturing it)
+            pass
+        return 1
+    return 0 if code is None else int(code)
+
+
+def node_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hotelimages-node``: the same as ``hotelimages node``."""
+    return main(["node", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,19 +6,173 @@ raises ``ValueError`` naming the setting and the value.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from hotelimages import defaults
 from hotelimages.keys import Keys
-from hotelimages.redisconn import RedisTarget, redis_target
+from hotelimages.redisconn import RedisTarget, redact_url, redis_target
 
 #: Settings that an environment variable of the same name overrides (see settings.py).
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
+#: Values of HOTELS_UNKNOWN_SETTINGS (see defaults.py).
+UNKNOWN_SETTINGS_MODES = ("error", "warn")
+#: Environment variables that only the scripts read, and that are not settings (status --serve's password).
+SCRIPT_ENV = ("HOTELS_CONSOLE_PASSWORD",)
+#: Prefixes of our own setting names: any unknown name with one of them is a mistake.
+OUR_PREFIXES = ("HOTELS_", "HOTEL_")
+#: How alike (difflib ratio) an unknown name must be to a known one to count as a misspelling.
+CLOSE_MATCH_CUTOFF = 0.85
+#: Settings of Scrapy's media pipelines and of scrapy-redis that are not in Scrapy's default settings.
+_OTHER_KNOWN = (
+    "IMAGES_EXPIRES", "IMAGES_MIN_HEIGHT", "IMAGES_MIN_WIDTH", "IMAGES_RESULT_FIELD", "IMAGES_THUMBS",
+    "IMAGES_URLS_FIELD", "FILES_EXPIRES", "FILES_RESULT_FIELD", "FILES_URLS_FIELD", "MEDIA_ALLOW_REDIRECTS",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION_NAME",
+    "AWS_USE_SSL", "AWS_VERIFY", "GCS_PROJECT_ID", "FTP_USER", "FTP_PASSWORD", "FEED_STORAGE_FTP_ACTIVE",
+    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PARAMS", "REDIS_ENCODING",
+    "REDIS_DECODE_RESPONSES", "REDIS_START_URLS_KEY", "REDIS_START_URLS_AS_SET", "REDIS_START_URLS_AS_ZSET",
+    "REDIS_ITEMS_KEY", "REDIS_ITEMS_SERIALIZER", "SCHEDULER_PERSIST", "SCHEDULER_FLUSH_ON_START",
+    "SCHEDULER_IDLE_BEFORE_CLOSE", "SCHEDULER_QUEUE_KEY", "SCHEDULER_QUEUE_CLASS", "SCHEDULER_DUPEFILTER_KEY",
+    "SCHEDULER_DUPEFILTER_CLASS", "DUPEFILTER_DEBUG", "DUPEFILTER_KEY", "STATS_KEY",
+)
+
+
+@functools.cache
+def our_setting_names() -> frozenset[str]:
+    """The names of hotelimages' own settings (everything in defaults.py)."""
+    return frozenset(name for name in vars(defaults) if name.isupper())
+
+
+@functools.cache
+def known_setting_names() -> frozenset[str]:
+    """Every setting name a node understands: ours, this project's Scrapy settings, Scrapy's and scrapy-redis's."""
+    from scrapy.settings import default_settings  # noqa: PLC0415 - only needed here
+
+    from hotelimages import settings as project_settings  # noqa: PLC0415 - reads the environment
+
+    names = set(our_setting_names()) | set(_OTHER_KNOWN)
+    for module in (default_settings, project_settings):
+        names.update(name for name in vars(module) if name.isupper())
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class UnknownSetting:
+    """A setting or environment variable name that a node would ignore, and the known name it is like."""
+
+    name: str
+    suggestion: str | None
+    #: ``setting`` or ``environment variable``
+    kind: str = "setting"
+
+    def message(self) -> str:
+        """``unknown setting X; did you mean Y?``"""
+        if self.kind == "environment variable" and self.suggestion == self.name:
+            return (f"environment variable {self.name} is not read by a node; give the node the same value "
+                    f"as a setting (-s {self.name}=... or in the scrapyd job)")
+        text = f"unknown {self.kind} {self.name}"
+        return f"{text}; did you mean {self.suggestion}?" if self.suggestion else f"{text} (not a setting of ours)"
+
+
+def _closest(name: str, candidates: Iterable[str], cutoff: float) -> str | None:
+    found = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def unknown_settings(names: Iterable[str]) -> list[UnknownSetting]:
+    """The setting names among ``names`` that look like ours or like a known setting but are not known.
+
+    A name is flagged if it starts with ``HOTELS_``/``HOTEL_``, or if difflib finds a known name
+    at least ``CLOSE_MATCH_CUTOFF`` alike; other unknown names (a middleware's own) pass.
+    """
+    known, ours = known_setting_names(), our_setting_names()
+    found = []
+    for name in names:
+        if name in known:
+            continue
+        if name.startswith(OUR_PREFIXES):
+            found.append(UnknownSetting(name, _closest(name, ours, 0.6)))
+            continue
+        close = _closest(name, known, CLOSE_MATCH_CUTOFF)
+        if close:
+            found.append(UnknownSetting(name, close))
+    return found
+
+
+def unknown_environment(environ: Mapping[str, str], settings: Any = None) -> list[UnknownSetting]:
+    """Environment variables that look meant for a node but that it does not read.
+
+    A node reads only ``ENV_SETTINGS`` from the environment: ``IMAGE_STORE`` or
+    ``HOTEL_LISTING_ULR`` (alike to one of those), or any other ``HOTELS_*`` name, is flagged.
+    A setting such as ``HOTELS_KEY_PREFIX`` that the scripts read from the environment but a node
+    does not is flagged only if the node's setting (from ``settings``) has another value.
+    """
+    read = set(ENV_SETTINGS) | set(SCRIPT_ENV)
+    found = []
+    for name in sorted(environ):
+        if name in read:
+            continue
+        if name in our_setting_names():
+            if settings is not None and str(_get(settings, name)) == str(environ[name]):
+                continue
+            found.append(UnknownSetting(name, name, "environment variable"))
+        elif name.startswith(OUR_PREFIXES):
+            found.append(UnknownSetting(name, _closest(name, read | our_setting_names(), 0.6), "environment variable"))
+        else:
+            close = _closest(name, read, CLOSE_MATCH_CUTOFF)
+            if close:
+                found.append(UnknownSetting(name, close, "environment variable"))
+    return found
+
+
+def user_setting_names(settings: Any) -> list[str]:
+    """Names of the settings given by the project, the command line or a scrapyd job (not Scrapy's defaults)."""
+    from scrapy.settings import SETTINGS_PRIORITIES  # noqa: PLC0415 - only needed here
+
+    if not hasattr(settings, "getpriority"):
+        return list(settings)
+    return [name for name in settings.attributes if settings.getpriority(name) >= SETTINGS_PRIORITIES["project"]]
+
+
+def check_names(settings: Any, environ: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(errors, warnings): unknown settings (and environment variables), per HOTELS_UNKNOWN_SETTINGS."""
+    mode = str(_get(settings, "HOTELS_UNKNOWN_SETTINGS")).strip().lower()
+    if mode not in UNKNOWN_SETTINGS_MODES:
+        return [f"setting HOTELS_UNKNOWN_SETTINGS must be one of {', '.join(UNKNOWN_SETTINGS_MODES)}, "
+                f"got {mode!r}"], []
+    found = unknown_settings(user_setting_names(settings))
+    if environ is not None:
+        found += unknown_environment(environ, settings)
+    messages = [u.message() for u in found]
+    if mode == "warn":
+        return [], messages
+    return [m + " (HOTELS_UNKNOWN_SETTINGS=warn makes this a warning)" for m in messages], []
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError (showing the URL without its password) unless ``url`` is a Redis URL redis-py takes."""
+    if not url:
+        return
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        problem = f" ({exc})"
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss", "unix") or "://" not in url:
+        raise ValueError(
+            f"setting REDIS_URL must look like redis://[:password@]host:6379/0 (or rediss://, unix:///path)"
+            f"{problem}, got {redact_url(url)!r}"
+        )
 
 
 def env_overrides(environ: dict[str, str] | os._Environ) -> dict[str, str]:
@@ -128,6 +282,9 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    store: str = ""
+    require_listing_url: bool = defaults.HOTELS_REQUIRE_LISTING_URL
+    store_min_free_mb: int = defaults.HOTELS_STORE_MIN_FREE_MB
     redis_full_manifests: bool = defaults.HOTELS_REDIS_FULL_MANIFESTS
 
     @classmethod
@@ -154,8 +311,10 @@ class HotelsConfig:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
         FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
+        target = redis_target(settings)
+        check_redis_url(target.url)
         return cls(
-            redis=redis_target(settings),
+            redis=target,
             keys=Keys(str(_get(settings, "HOTELS_KEY_PREFIX")), str(_get(settings, "HOTELS_REDIS_KEY"))),
             listing_url=listing_url,
             node_id=str(_get(settings, "NODE_ID") or defaults.default_node_id()),
@@ -185,6 +344,9 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            store=str(settings.get("IMAGES_STORE") or ""),
+            require_listing_url=_bool(settings, "HOTELS_REQUIRE_LISTING_URL"),
+            store_min_free_mb=_int(settings, "HOTELS_STORE_MIN_FREE_MB"),
             redis_full_manifests=_bool(settings, "HOTELS_REDIS_FULL_MANIFESTS"),
         )
 

@@ -1,6 +1,6 @@
 """The operators' console: a live fleet page, its JSON, its controls and ``/metrics``, on aiohttp.web.
 
-    hotelimages status --serve [--bind 127.0.0.1:8080]       (scripts/status --serve)
+    hotelimages status --serve [--bind 127.0.0.1:8080]
 
 Routes:
 
@@ -58,7 +58,7 @@ CHART_POINTS = 300
 
 @dataclass
 class ConsoleConfig:
-    """What the console reads and how (plain values; ``scripts/status`` builds one from its options)."""
+    """What the console reads and how (plain values; ``hotelimages status --serve`` builds one from its options)."""
 
     keys: Keys = field(default_factory=Keys)
     lease_seconds: float = 120

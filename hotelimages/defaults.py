@@ -19,6 +19,9 @@ HOTELS_KEY_PREFIX = "hotels"
 HOTELS_REDIS_KEY = "hotels:start_ids"
 #: Template of a hotel's photo listing URL; ``{hotel_id}`` is URL-quoted when filled in.
 HOTEL_LISTING_URL = ""
+#: A node refuses to start without HOTEL_LISTING_URL; False for queues of inline JSON records only
+#: (a bare hotel ID is then given back unfailed: it needs a listing URL).
+HOTELS_REQUIRE_LISTING_URL = True
 #: This node's name, written into every manifest (default: the host name).
 NODE_ID = ""
 #: Regular expression a hotel ID must match whole.
@@ -79,6 +82,10 @@ HOTELS_CONNECTION_IDLE_SECONDS = 30.0
 #: 0 leaves it). A node allocates many short-lived objects per image; collecting less often and
 #: freezing the start-up objects out of the collector's scans saved 6-8% of user CPU.
 HOTELS_GC_THRESHOLD = 50_000
+#: Free space (MiB) on the store's disk under which the start-up checks warn.
+HOTELS_STORE_MIN_FREE_MB = 1024
+#: An unknown setting or environment variable that looks like ours: "error" stops the node, "warn" logs it.
+HOTELS_UNKNOWN_SETTINGS = "error"
 #: fsync each file before renaming it into place (durable against power loss, slower).
 HOTELS_FSYNC = False
 #: Seconds between progress lines and heartbeats; 0 disables the progress extension.

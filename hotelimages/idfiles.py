@@ -1,8 +1,10 @@
-"""*Pure*: reading hotel IDs from input files: plain lines, a CSV column, or JSON lines.
+"""Reading hotel IDs from input files: plain lines, a CSV column, or JSON lines.
 
 Each input record becomes a ``Candidate`` (a valid hotel ID and the entry to push for it) or a
 ``Rejected`` (where it was and why), in input order; ``hotelimages.push`` puts the candidates
-on the pending list.
+on the pending list. The parsers are pure (lines in, records out); ``read_records`` opens a
+file or stdin through ``hotelimages.textfiles`` (UTF-8 with or without a BOM, UTF-16 with a BOM,
+any line ends; an undecodable file raises ``TextFileError`` naming the file and the line).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from hotelimages.sharding import DEFAULT_ID_PATTERN, InvalidId, validate_id
+from hotelimages.textfiles import TextLines
 
 
 @dataclass(slots=True)
@@ -109,7 +113,7 @@ def parse_jsonl(
 
 
 def open_records(
-    stream: IO[str], source: str, *, csv_column: str | None = None, jsonl: bool = False, pattern: str
+    stream: Iterable[str], source: str, *, csv_column: str | None = None, jsonl: bool = False, pattern: str
 ) -> Iterator[Candidate | Rejected]:
     """The parser for one input stream, chosen by the input format."""
     if csv_column:
@@ -117,6 +121,15 @@ def open_records(
     if jsonl:
         return parse_jsonl(stream, source, pattern)
     return parse_lines(stream, source, pattern)
+
+
+def read_records(
+    source: str | Path | BinaryIO, name: str | None = None, *, csv_column: str | None = None, jsonl: bool = False,
+    pattern: str = DEFAULT_ID_PATTERN,
+) -> Iterator[Candidate | Rejected]:
+    """The records of one file (or binary stream, such as stdin's buffer, named ``name``), decoded as above."""
+    with TextLines(source, name) as lines:
+        yield from open_records(iter(lines), lines.name, csv_column=csv_column, jsonl=jsonl, pattern=pattern)
 
 
 def forced_entry(candidate: Candidate) -> str:

@@ -10,6 +10,7 @@
 | ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
 | ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |
 | ``hotels:history:<owner>`` | list with TTL | a process's progress samples (JSON), newest first, capped |
+| ``hotels:alive:<owner>`` | string with TTL | a process is alive: set by its lease heartbeat (even with progress off) |
 | ``hotels:reasons`` | hash | failures counted by reason, fleet-wide: ``image/<reason>`` and ``hotel/<reason>`` |
 | ``hotels:reasons:<NODE_ID>`` | hash | the same counts for one node |
 """
@@ -52,6 +53,9 @@ class Keys:
     @property
     def node_pattern(self) -> str:
         return f"{self.prefix}:node:*"
+
+    def alive(self, owner: str) -> str:
+        return f"{self.prefix}:alive:{owner}"
 
     def history(self, owner: str) -> str:
         return f"{self.prefix}:history:{owner}"

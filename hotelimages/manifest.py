@@ -1,4 +1,4 @@
-"""The per-hotel manifest: its schema and how it is built (pure functions).
+"""The per-hotel manifest: its schema, how it is built (pure functions), read back and found in a store.
 
 Example::
 
@@ -14,12 +14,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypedDict
 
 from hotelimages.items import FailedImage, StoredImage
+from hotelimages.sharding import ANY_PART_PATTERN, InvalidId, hotel_dir, validate_path_part
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -59,6 +63,12 @@ class Manifest(TypedDict):
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string with a ``Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 text (``2026-11-30``, ``...T08:00:00Z``, with an offset)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def hotel_status(stored: int, failed: int) -> str:
@@ -111,7 +121,7 @@ def dumps(manifest: Manifest | dict[str, Any]) -> str:
 def failure_record(hotel_id: str, reason: str, detail: str, node: str, at: str, entry: bytes = b"") -> dict[str, str]:
     """The value stored in ``hotels:failed`` for a hotel that could not be done.
 
-    A JSON record's entry is kept whole (``entry``), so ``scripts/retry_failed`` can push
+    A JSON record's entry is kept whole (``entry``), so ``hotelimages retry-failed`` can push
     it back with its inline images.
     """
     record = {"hotel_id": hotel_id, "reason": reason, "detail": detail[:500], "node": node, "at": at}
@@ -240,3 +250,108 @@ def parse_done_record(raw: bytes | str) -> DoneRecord:
             manifest=data,
         )
     return DoneRecord(0)
+
+
+# Reading manifests back: the one parser, used by pack, merge, the catalogue and the demo
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used: not JSON, missing fields, unsafe names, wrong place."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedFile:
+    """One image a manifest lists: its path relative to the store, size and sha1."""
+
+    path: str
+    bytes: int
+    sha1: str
+
+
+def loads(data: bytes | str) -> dict[str, Any]:
+    """A manifest's JSON as a dict with an ``images`` mapping and a safe ``hotel_id``; raises ManifestError.
+
+    Names that become path parts (hotel ID, categories, file names) are checked with
+    :func:`hotelimages.sharding.validate_path_part`, so :func:`listed_files` is safe to join.
+    """
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"unreadable manifest: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("images"), dict):
+        raise ManifestError("manifest is not an object with an images mapping")
+    try:
+        validate_path_part(manifest.get("hotel_id"), "hotel")
+        for category, files in manifest["images"].items():
+            validate_path_part(category, "category")
+            if not isinstance(files, list):
+                raise ManifestError(f"images of category {category!r} are not a list")
+            for entry in files:
+                validate_path_part(entry["file"], "file")
+                int(entry["bytes"])
+                str(entry["sha1"])
+    except InvalidId as exc:
+        raise ManifestError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(f"malformed image entry ({type(exc).__name__}: {exc})") from None
+    return manifest
+
+
+def check_place(manifest: dict[str, Any], folder: str) -> str:
+    """``folder`` if it is the sharded path of the manifest's hotel and what ``dir`` says; raises ManifestError."""
+    hotel_id = manifest["hotel_id"]
+    parts = folder.split("/")
+    if parts[-1] != hotel_id or hotel_dir(hotel_id, len(parts) - 1, ANY_PART_PATTERN) != folder:
+        raise ManifestError(f"hotel {hotel_id!r} is at {folder!r}, not at its sharded path")
+    if manifest.get("dir", folder) != folder:
+        raise ManifestError(f"manifest says dir {manifest.get('dir')!r} but lies in {folder!r}")
+    return folder
+
+
+def listed_files(manifest: dict[str, Any], folder: str | None = None) -> list[ListedFile]:
+    """The images of a parsed manifest, by category then file name, with paths under ``folder`` (default its dir)."""
+    base = manifest["dir"] if folder is None else folder
+    return [
+        ListedFile(f"{base}/{category}/{entry['file']}", int(entry["bytes"]), str(entry["sha1"]))
+        for category in sorted(manifest["images"])
+        for entry in sorted(manifest["images"][category], key=lambda e: e["file"])
+    ]
+
+
+def read(path: str | Path) -> tuple[dict[str, Any], str]:
+    """A manifest file parsed, and the sha1 of its bytes (which identifies that copy)."""
+    data = Path(path).read_bytes()
+    return loads(data), hashlib.sha1(data).hexdigest()
+
+
+def sources(manifest: dict[str, Any], manifest_sha1: str) -> list[dict[str, Any]]:
+    """The node copies recorded in a central manifest, or the manifest itself as its only source."""
+    recorded = manifest.get("sources")
+    if isinstance(recorded, list) and recorded:
+        return recorded
+    return [{"node": manifest.get("node", ""), "shard": "", "manifest_sha1": manifest_sha1, "same_files": True}]
+
+
+def find_manifests(store: str | Path) -> Iterator[Path]:
+    """Every ``manifest.json`` of a store's hotel folders, in a stable order.
+
+    A folder holding a manifest is a hotel folder, so its category folders are not
+    listed: the walk costs one listing per shard folder, not one per image. Hidden
+    folders (state, temporary files) are skipped.
+    """
+    stack = [Path(store)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        if any(e.name == MANIFEST_NAME and e.is_file(follow_symlinks=False) for e in entries):
+            yield folder / MANIFEST_NAME
+            continue
+        stack.extend(
+            Path(e.path) for e in reversed(entries)
+            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+        )

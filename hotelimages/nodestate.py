@@ -18,6 +18,7 @@ Redis client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -95,6 +96,9 @@ class NodeState:
 
     async def _heartbeat(self) -> None:
         while True:
+            # The liveness key that `requeue --all-of-owner` respects, with or without the progress heartbeat.
+            with contextlib.suppress(RedisError, OSError):
+                await self.leases.mark_alive(self.heartbeat_seconds)
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 lost = await self.leases.renew()

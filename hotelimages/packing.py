@@ -1,11 +1,7 @@
 """Packing a node's store into tar shards, each with an index and a sha256, for the trip to the central disk.
 
-A shard ``<name>.tar`` holds whole hotels at their sharded paths (images, then the
-hotel's ``manifest.json``). Next to it:
-
-- ``<name>.tar.index.jsonl``: one JSON line per member: ``path``, ``bytes``, ``sha1``, ``hotel_id``;
-- ``<name>.tar.sha256``: the shard's sha256 in ``sha256sum`` format, written last, so a
-  shard without it is unfinished.
+The shard format (tar, index, sha256 file) is described in :mod:`hotelimages.shards`;
+hotels are found and read through :mod:`hotelimages.manifest`.
 
 ``<out>/packed.jsonl`` records every hotel packed (ID, sha1 of its manifest, shard), so a
 second run packs only hotels that are new or whose manifest changed since.
@@ -18,7 +14,6 @@ import json
 import logging
 import os
 import re
-import sys
 import tarfile
 import time
 from collections import deque
@@ -28,10 +23,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from hotelimages.catalog import find_manifests
+from hotelimages import manifest as manifests
 from hotelimages.manifest import MANIFEST_NAME, STATUSES
-from hotelimages.sharding import InvalidId, hotel_dir, validate_id
+from hotelimages.progressbar import ProgressBar, format_bytes
+from hotelimages.sharding import InvalidId
+from hotelimages.shards import (
+    COMPRESSIONS,
+    INDEX_SUFFIX,
+    SHA256_SUFFIX,
+    HashingReader,
+    HashingWriter,
+    IndexEntry,
+    ShardWriteError,
+    sha256_line,
+    shard_paths,
+    sidecar,
+    utc_stamp,
+)
 from hotelimages.storage import remove_temp_files, write_atomic
+
+__all__ = ["ProgressBar", "format_bytes", "pack", "parse_size", "plan", "shard_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,26 +52,11 @@ DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
 PACKED_RECORD = "packed.jsonl"
 #: Present in the output folder while a pack run works there.
 LOCK_NAME = ".pack.lock"
-INDEX_SUFFIX = ".index.jsonl"
-SHA256_SUFFIX = ".sha256"
-#: Compression name -> (tarfile stream mode, shard file extension).
-COMPRESSIONS = {
-    "none": ("w|", ".tar"),
-    "gz": ("w|gz", ".tar.gz"),
-    "bz2": ("w|bz2", ".tar.bz2"),
-    "xz": ("w|xz", ".tar.xz"),
-}
-#: The file name endings of shards.
-SHARD_EXTENSIONS = tuple(ext for _, ext in COMPRESSIONS.values())
 
 _BLOCK = tarfile.BLOCKSIZE
-_CHUNK = 1024 * 1024
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 ProgressCallback = Callable[[int, int], None]
-
-
-# Small shared helpers (merging uses them too)
 
 
 def parse_size(text: str) -> int:
@@ -72,120 +68,6 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise ValueError(f"size must be positive, got {text!r}")
     return value
-
-
-def format_bytes(n: float) -> str:
-    """``1.5 GiB``-style text for reports."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def sidecar(shard: Path, suffix: str) -> Path:
-    """The index or sha256 file next to a shard."""
-    return shard.with_name(shard.name + suffix)
-
-
-def sha1_file(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    """An aware UTC datetime from ISO 8601 text (``2026-11-30``, ``...T08:00:00Z``, with an offset)."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class HashingReader:
-    """A read-only file wrapper that hashes what passes through it."""
-
-    def __init__(self, raw: IO[bytes], hasher: Any):
-        self.raw = raw
-        self.hasher = hasher
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.hasher.update(data)
-        self.count += len(data)
-        return data
-
-
-class ShardWriteError(OSError):
-    """Writing a shard failed (disk full, output gone): fatal for the run, unlike a bad source file."""
-
-
-class HashingWriter:
-    """A write-only file wrapper that hashes and counts what passes through it."""
-
-    def __init__(self, raw: IO[bytes], hasher: Any):
-        self.raw = raw
-        self.hasher = hasher
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        try:
-            self.raw.write(data)
-        except OSError as exc:
-            raise ShardWriteError(exc.errno, f"cannot write the shard: {exc.strerror or exc}") from exc
-        self.hasher.update(data)
-        self.count += len(data)
-        return len(data)
-
-
-class ProgressBar:
-    """A one-line progress display: bytes done/total, rate and ETA; for scripts, on stderr.
-
-    On a terminal the line is redrawn in place at most 5 times a second; otherwise a
-    line is written every 10 seconds so logs stay readable.
-    """
-
-    def __init__(self, label: str, stream: IO[str] | None = None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.interval = 0.2 if self.tty else 10.0
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.done = 0
-        self.total = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-        now = time.monotonic()
-        if now - self.last >= self.interval or done >= total:
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if rate > 0 else "--:--:--"
-        line = (
-            f"{self.label}: {format_bytes(self.done)} / {format_bytes(self.total)} {pct:5.1f}%"
-            f"  {format_bytes(rate)}/s  ETA {eta_text}"
-        )
-        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Draw the final state and end the line."""
-        self._draw(time.monotonic())
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # Finding what to pack
@@ -222,6 +104,20 @@ class HotelToPack:
         return sum(2 * _BLOCK + -(-m.bytes // _BLOCK) * _BLOCK for m in self.members)
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedHotel:
+    """A hotel a pack run will pack: what is kept of it until its turn, so memory does not grow with its files.
+
+    Its files are listed again (``read_hotel``) when it is written.
+    """
+
+    hotel_id: str
+    manifest_path: Path
+    manifest_sha1: str
+    node: str
+    bytes: int
+
+
 @dataclass(frozen=True)
 class SkippedHotel:
     """A hotel folder that was not packed, and why (``reason`` is a short code)."""
@@ -235,37 +131,22 @@ class SkippedHotel:
 def read_hotel(store: Path, manifest_path: Path) -> HotelToPack:
     """The hotel of one manifest, checked against its folder; raises ValueError saying what is wrong."""
     data = manifest_path.read_bytes()
-    try:
-        manifest = json.loads(data)
-    except ValueError as exc:
-        raise ValueError(f"unreadable manifest: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("images"), dict):
-        raise ValueError("manifest is not an object with an images mapping")
-    hotel_id = validate_id(manifest.get("hotel_id"), r"[^/]{1,255}", "hotel")
-    rel = manifest_path.parent.relative_to(store).as_posix()
-    parts = rel.split("/")
-    if parts[-1] != hotel_id or hotel_dir(hotel_id, len(parts) - 1, r"[^/]{1,255}") != rel:
-        raise ValueError(f"hotel {hotel_id!r} is at {rel!r}, not at its sharded path")
-    if manifest.get("dir", rel) != rel:
-        raise ValueError(f"manifest says dir {manifest.get('dir')!r} but lies in {rel!r}")
+    manifest = manifests.loads(data)
+    rel = manifests.check_place(manifest, manifest_path.parent.relative_to(store).as_posix())
     members: list[PackMember] = []
-    for category in sorted(manifest["images"]):
-        validate_id(category, r"[^/]{1,255}", "category")
-        for entry in sorted(manifest["images"][category], key=lambda e: e["file"]):
-            name = validate_id(entry["file"], r"[^/]{1,255}", "file")
-            path = f"{rel}/{category}/{name}"
-            source = store / path
-            try:
-                size = source.stat().st_size
-            except FileNotFoundError:
-                raise ValueError(f"missing image file {path}") from None
-            if size != int(entry["bytes"]):
-                raise ValueError(f"image file {path} has {size} bytes, the manifest says {entry['bytes']}")
-            members.append(PackMember(path, source, size, str(entry["sha1"])))
+    for listed in manifests.listed_files(manifest, rel):
+        source = store / listed.path
+        try:
+            size = source.stat().st_size
+        except FileNotFoundError:
+            raise ValueError(f"missing image file {listed.path}") from None
+        if size != listed.bytes:
+            raise ValueError(f"image file {listed.path} has {size} bytes, the manifest says {listed.bytes}")
+        members.append(PackMember(listed.path, source, size, listed.sha1))
     manifest_sha1 = hashlib.sha1(data).hexdigest()
     members.append(PackMember(f"{rel}/{MANIFEST_NAME}", manifest_path, len(data), manifest_sha1))
     return HotelToPack(
-        hotel_id=hotel_id, dir=rel, manifest_sha1=manifest_sha1,
+        hotel_id=manifest["hotel_id"], dir=rel, manifest_sha1=manifest_sha1,
         finished_at=str(manifest.get("finished_at", "")), node=str(manifest.get("node", "")),
         status=str(manifest.get("status", "")), members=members,
     )
@@ -343,7 +224,7 @@ class _ShardWriter:
         self._sha256 = hashlib.sha256()
         self._writer = HashingWriter(self._file, self._sha256)
         self.tar = tarfile.open(fileobj=self._writer, mode=mode, format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
-        self.index: list[dict[str, Any]] = []
+        self.index: list[IndexEntry] = []
         self.hotels: list[HotelToPack] = []
         self.added = 0  # file bytes added, for progress
 
@@ -366,7 +247,7 @@ class _ShardWriter:
             sha1 = reader.hasher.hexdigest()
             if sha1 != member.expected_sha1:
                 raise ValueError(f"{member.path} has sha1 {sha1}, expected {member.expected_sha1} (changed?)")
-            self.index.append({"path": member.path, "bytes": member.bytes, "sha1": sha1, "hotel_id": hotel.hotel_id})
+            self.index.append(IndexEntry(member.path, member.bytes, sha1, hotel.hotel_id))
             self.added += member.bytes
             on_bytes(member.bytes)
         self.hotels.append(hotel)
@@ -379,9 +260,8 @@ class _ShardWriter:
         digest = self._sha256.hexdigest()
         index = sidecar(self.final, INDEX_SUFFIX)
         sha_file = sidecar(self.final, SHA256_SUFFIX)
-        write_atomic(index, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.index).encode("utf-8"),
-                     fsync=True)
-        write_atomic(sha_file, f"{digest}  {self.final.name}\n".encode(), fsync=True)
+        write_atomic(index, "".join(e.to_line() for e in self.index).encode("utf-8"), fsync=True)
+        write_atomic(sha_file, sha256_line(digest, self.final.name), fsync=True)
         os.replace(self.tmp, self.final)
         return ShardInfo(
             path=self.final, index=index, sha256_file=sha_file, sha256=digest, hotels=len(self.hotels),
@@ -451,7 +331,7 @@ def plan(
     statuses: Iterable[str] = STATUSES,
     since: str | datetime | None = None,
     repack: bool = False,
-) -> tuple[list[HotelToPack], PackResult]:
+) -> tuple[list[PlannedHotel], PackResult]:
     """Which hotels of ``store`` a pack run would pack, in store order, and the result so far."""
     store, out = Path(store), Path(out)
     if not store.is_dir():
@@ -460,13 +340,13 @@ def plan(
     unknown = statuses - set(STATUSES)
     if unknown:
         raise ValueError(f"unknown status {sorted(unknown)}; known: {', '.join(STATUSES)}")
-    since_dt = parse_time(since) if isinstance(since, str) else since
+    since_dt = manifests.parse_time(since) if isinstance(since, str) else since
     if since_dt is not None and since_dt.tzinfo is None:
         since_dt = since_dt.replace(tzinfo=UTC)
     record = {} if repack else load_packed_record(out)
     result = PackResult(store=store, out=out)
-    todo: list[HotelToPack] = []
-    for manifest_path in find_manifests(store):
+    todo: list[PlannedHotel] = []
+    for manifest_path in manifests.find_manifests(store):
         rel = manifest_path.parent.relative_to(store).as_posix()
         try:
             hotel = read_hotel(store, manifest_path)
@@ -479,7 +359,7 @@ def plan(
             continue
         if since_dt is not None:
             try:
-                finished = parse_time(hotel.finished_at)
+                finished = manifests.parse_time(hotel.finished_at)
             except ValueError:
                 finished = None
             if finished is None or finished < since_dt:
@@ -491,7 +371,7 @@ def plan(
             continue
         if packed_sha1 is not None:
             result.hotels_repacked.append(hotel.hotel_id)
-        todo.append(hotel)
+        todo.append(PlannedHotel(hotel.hotel_id, manifest_path, hotel.manifest_sha1, hotel.node, hotel.bytes))
     return todo, result
 
 
@@ -536,7 +416,7 @@ def pack(
 
 
 def _write_shards(
-    todo: list[HotelToPack],
+    todo: list[PlannedHotel],
     result: PackResult,
     max_shard_bytes: int,
     compression: str,
@@ -561,12 +441,14 @@ def _write_shards(
         progress(0, total)
     stem = f"{_safe_name(name or (todo[0].node if todo else '') or 'node')}-{utc_stamp()}"
     number = 1
-    queue = deque(todo)
+    queue: deque[PlannedHotel | HotelToPack] = deque(todo)
     writer: _ShardWriter | None = None
     record = open(out / PACKED_RECORD, "a", encoding="utf-8", newline="\n")
     try:
         while queue:
-            hotel = queue.popleft()
+            hotel = _listed(queue.popleft(), result, on_bytes)
+            if hotel is None:
+                continue
             size = hotel.tar_size()
             if writer is not None and writer.hotels and writer.offset + size > budget:
                 _finish(writer, result, record)
@@ -602,6 +484,22 @@ def _write_shards(
     result.hotels_repacked = [h for h in result.hotels_repacked if h in packed]
 
 
+def _listed(
+    hotel: PlannedHotel | HotelToPack, result: PackResult, on_bytes: Callable[[int], None]
+) -> HotelToPack | None:
+    """A planned hotel with its files listed again from its manifest; None (and reported) if it became unusable."""
+    if isinstance(hotel, HotelToPack):
+        return hotel  # put back after a dropped shard: already listed
+    try:
+        return read_hotel(result.store, hotel.manifest_path)
+    except (OSError, ValueError, KeyError, TypeError, InvalidId) as exc:
+        rel = hotel.manifest_path.parent.relative_to(result.store).as_posix()
+        logger.warning("Not packing %(path)s: %(error)s", {"path": rel, "error": exc})
+        result.skipped.append(SkippedHotel(rel, hotel.hotel_id, "changed_or_corrupt", str(exc)))
+        on_bytes(hotel.bytes)
+        return None
+
+
 def _finish(writer: _ShardWriter, result: PackResult, record: IO[str]) -> None:
     shard = writer.finish()
     result.shards.append(shard)
@@ -623,20 +521,3 @@ def _finish(writer: _ShardWriter, result: PackResult, record: IO[str]) -> None:
 def _safe_name(text: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "node"
     return cleaned[:64]
-
-
-def shard_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Shard files from a mix of shard files and folders of shards (a folder gives its ``*.tar*`` shards, sorted)."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(
-                sorted(
-                    q for q in p.iterdir()
-                    if q.is_file() and not q.name.startswith(".") and q.name.endswith(SHARD_EXTENSIONS)
-                )
-            )
-        else:
-            found.append(p)
-    return found
-

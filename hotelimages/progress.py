@@ -1,4 +1,4 @@
-"""Progress extension: one log line per interval, and a heartbeat in Redis for ``scripts/status``.
+"""Progress extension: one log line per interval, and a heartbeat in Redis for ``hotelimages status``.
 
 Like Scrapy's ``LogStats``, every ``HOTELS_PROGRESS_INTERVAL`` seconds it logs::
 

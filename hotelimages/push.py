@@ -1,4 +1,4 @@
-"""Bulk pushing of hotel IDs onto the pending list (``scripts/push_ids``).
+"""Bulk pushing of hotel IDs onto the pending list (``hotelimages push``).
 
 ``load_ids`` takes the records of ``hotelimages.idfiles`` (plain lines, a CSV column, or JSON
 lines with inline listings), drops the invalid, the duplicated, the done and the already
@@ -166,7 +166,7 @@ def load_ids(
 
 
 def format_load_report(report: LoadReport) -> str:
-    """The ``push_ids`` report, a few aligned lines."""
+    """The ``hotelimages push`` report, a few aligned lines."""
     lines = [
         f"read              {report.read}",
         f"pushed            {report.pushed}" + ("  (dry run: nothing written)" if report.dry_run else ""),

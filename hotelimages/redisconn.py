@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 import redis.asyncio
@@ -26,6 +26,8 @@ from hotelimages import defaults
 
 #: Settings that name the server (any of them set means defaults.REDIS_URL is not used).
 _SERVER_SETTINGS = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB")
+#: Query parameters of a Redis URL whose values are never shown (``?password=``, and look-alikes).
+_SECRET_PARAM_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "user", "cred")
 
 
 @dataclass(frozen=True)
@@ -98,15 +100,36 @@ def sync_client(target: RedisTarget | str, params: dict[str, Any] | None = None)
     return _client(redis.Redis, target)
 
 
+def _secret_param(name: str) -> bool:
+    name = name.lower()
+    return any(word in name for word in _SECRET_PARAM_WORDS)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any user name and password replaced by ``***``, for logs and reports."""
+    """``url`` made fit for logs and reports: no user name or password, in either form.
+
+    ``user:password@`` becomes ``***@``, and the value of a query parameter such as
+    ``?password=...`` (which redis-py accepts, and the ``unix://`` form needs) becomes ``***``.
+    A string that is not a URL (say ``user:pw@host:6379`` without a scheme) keeps only what
+    follows its last ``@``.
+    """
+    text = str(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        return "<unparseable redis url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+        parts = None
+    if parts is None or not parts.scheme or "://" not in text:
+        head, at, tail = text.rpartition("@")
+        tail = tail.split("?", 1)[0] + ("?***" if "?" in tail else "")
+        return f"***@{tail}" if at else tail
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{k}=***" if _secret_param(k) else f"{k}={v}" for k, v in pairs)
+    # Not urlunsplit: it drops the "//" of "unix:///path" when there is no netloc.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + (
+        f"#{parts.fragment}" if parts.fragment else "")

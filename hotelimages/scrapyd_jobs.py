@@ -169,6 +169,24 @@ def describe(host: Host, common: Iterable[tuple[str, str]] = ()) -> str:
     return f"{host.name}{auth}: would schedule " + " ".join([SPIDER, *(f"-s {k}={v}" for k, v in shown.items())])
 
 
+def setting_problems(hosts: Iterable[Host], common: Iterable[tuple[str, str]] = ()) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the settings every host's job would get: unknown names that look like ours.
+
+    Checked before anything is sent (also for ``--dry-run``), as a node checks them at start:
+    ``HOTELS_UNKNOWN_SETTINGS=warn`` in a host's settings makes its errors warnings.
+    """
+    from hotelimages.config import check_names  # noqa: PLC0415 - loads Scrapy's settings; only needed here
+
+    common = tuple(common)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for host in hosts:
+        bad, warn = check_names(merged_settings(common, host.settings))
+        errors += [f"{host.name}: {m}" for m in bad]
+        warnings += [f"{host.name}: {m}" for m in warn]
+    return errors, warnings
+
+
 def pick_credentials(host: Host, default: Credentials | None) -> Credentials | None:
     """A host's own user information wins over ``--user``/``--password`` or the environment."""
     return host.credentials or default

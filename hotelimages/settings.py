@@ -13,6 +13,8 @@ from hotelimages.config import env_overrides
 BOT_NAME = "hotelimages"
 SPIDER_MODULES = ["hotelimages.spiders"]
 NEWSPIDER_MODULE = "hotelimages.spiders"
+# Our `crawl`: the node's start-up checks (hotelimages.doctor) before the crawl, and an exit status.
+COMMANDS_MODULE = "hotelimages.scrapy_commands"
 ROBOTSTXT_OBEY = False
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False

@@ -12,6 +12,9 @@ import re
 from pathlib import Path
 
 DEFAULT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+#: Any one path part that is safe on POSIX and Windows once validate_id's refusals are added (``..``,
+#: separators, drive colons, device names, trailing dots): what pack and merge accept from manifests and shards.
+ANY_PART_PATTERN = r"[^/]{1,255}"
 MAX_DEPTH = 40  # a sha1 hex digest has 40 digits
 
 # Names Windows refuses as file or folder names, whatever the extension (4 characters at most).
@@ -65,6 +68,11 @@ def validate_id(value: object, pattern: str = DEFAULT_ID_PATTERN, kind: str = "h
     if value.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
         raise InvalidId(kind, value, "reserved device name on Windows")
     return value
+
+
+def validate_path_part(value: object, kind: str = "path part") -> str:
+    """Return ``value`` if it is safe as one folder or file name in a store, whatever ID pattern a node used."""
+    return validate_id(value, ANY_PART_PATTERN, kind)
 
 
 def shard_parts(hotel_id: str, depth: int = 4) -> list[str]:

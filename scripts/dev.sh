@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands: `bash scripts/dev.sh demo` and `bash scripts/dev.sh test`.
 # Both make (or reuse) a virtualenv in .venv first: requirements-dev.txt, then this checkout installed
-# in it (`pip install -e .`: the `hotelimages-node` command and the package, edits seen at once), and a
+# in it (`pip install -e .`: the `hotelimages` command and the package, edits seen at once), and a
 # .pth file that puts the checkout on the venv's import path, so that benchmarks/ and devtools/ (which
-# are not in the wheel) import too: `python scripts/bench`, `scripts/demo` work from the venv.
+# are not in the wheel) import too: `hotelimages bench`, `hotelimages demo` work from the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HOTELIMAGES_VENV:-.venv}
@@ -56,7 +56,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
     setup) setup ;;
-    demo) setup; exec "$VENV/bin/python" scripts/demo "$@" ;;
+    demo) setup; exec "$VENV/bin/hotelimages" demo "$@" ;;
     test)
         setup
         browser

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
 
 import pytest
 import redis
 from crawling import scratch_db
+from support import ROOT  # noqa: F401 - where tests found it before
 
 from devtools.localredis import LocalRedis
 
-#: The checkout; pyproject's ``pythonpath`` puts it on the import path (benchmarks/, devtools/ are not installed).
-ROOT = Path(__file__).resolve().parent.parent
-
 _db_numbers = itertools.count(1)
+
+# The checkout stands in for `pip install -e .` (which scripts/dev.sh does for its venv): processes the
+# tests start (scripts/ wrappers, `python -m hotelimages.cli`) import it. Tests of an installed copy
+# start their processes without PYTHONPATH.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")

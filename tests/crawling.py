@@ -15,10 +15,13 @@ import redis
 from devtools import demo_hotels as catalogue
 from devtools.demo import ROOT, crawl_env, start_demo_server
 from devtools.localredis import stop_process
+from hotelimages.keys import Keys
 from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")
+#: Manifest fields that differ between two crawls of the same hotels.
+VOLATILE = ("node", "store", "started_at", "finished_at")
 
 
 @contextmanager
@@ -53,6 +56,17 @@ def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-n
         args += ["-s", s]
     return subprocess.run(args, cwd=ROOT, env=crawl_env(redis_url, base_url, store, node_id),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def crawl_ids(redis_server: str, db: int, base_url: str, store: Path, node_id: str, ids: list[str],
+              *settings: str) -> dict[str, dict]:
+    """Queue ``ids`` in database ``db``, crawl them with one node (it must exit 0); the recorded manifests by hotel."""
+    keys = Keys()
+    with scratch_db(redis_server, db) as (url, client):
+        client.lpush(keys.start_ids, *ids)
+        proc = run_crawl(url, base_url, store, node_id, *settings)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return {h.decode(): recorded_manifest(client, h.decode(), keys) for h in client.hkeys(keys.manifests)}
 
 
 def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,

@@ -1,7 +1,7 @@
 """Leased claims against a real Redis (a database of its own per test).
 
-LeaseManager is async: each test runs its steps with ``asyncio.run`` on a
-``redis.asyncio`` client, and looks at the keys with the blocking fixture client.
+LeaseManager is async: each test runs its steps on a fresh
+``redis.asyncio`` client (``support.run_with_client``), and looks at the keys with the blocking fixture client.
 Expiry is simulated by moving a lease's deadline into the past with ZADD, so no
 test sleeps.
 """
@@ -13,33 +13,16 @@ import json
 import re
 
 import pytest
+from support import pending
+from support import run_with_client as run
 
 from hotelimages import claims
 from hotelimages.claims import LeaseManager, new_owner
 from hotelimages.keys import Keys
-from hotelimages.redisconn import async_client
 
 KEYS = Keys()
 OWNER_A = "office-pc-12/100-aaaaaaaa"
 OWNER_B = "office-pc-13/200-bbbbbbbb"
-
-
-def run(redis_url, steps):
-    """Run ``steps(client)`` on a fresh asyncio client and close it afterwards."""
-
-    async def main():
-        client = async_client(redis_url)
-        try:
-            return await steps(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
-
-
-def pending(client) -> list[bytes]:
-    """The pending list in the order claims take it (from the right)."""
-    return list(reversed(client.lrange(KEYS.start_ids, 0, -1)))
 
 
 def leases(client) -> dict[bytes, float]:

@@ -251,3 +251,8 @@ def test_remote_control_and_cookies_are_off_as_plain_settings():
     assert settings.getbool("REMOTE_CONTROL_ENABLED") is False and settings.getbool("COOKIES_ENABLED") is False
     assert not settings.getdict("ADDONS")
     assert "hotelimages.nodestate.NodeState" in settings.getdict("EXTENSIONS")
+
+
+def test_an_unknown_allowed_format_is_a_setting_error():
+    with pytest.raises(ValueError, match="HOTELS_ALLOWED_FORMATS.*JPG"):
+        HotelsConfig.from_settings(Settings({"HOTELS_ALLOWED_FORMATS": "JPG,PNG"}))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import run_cli
 
 from hotelimages import alerts, console, metrics
 from hotelimages import status as st
-from tests.consoleserver import STATUS, console_server, request
+from tests.consoleserver import console_server, request
 from tests.test_status import KEYS, T0, fleet_state, literal_status  # noqa: F401 - fleet_state is a fixture
 
 
@@ -136,11 +135,11 @@ def test_bind_addresses():
     assert not console.is_loopback("0.0.0.0") and not console.is_loopback("example.org")
 
 
-def test_refuses_a_non_loopback_address_without_a_password(redis_url):
-    out = subprocess.run([sys.executable, STATUS, "--serve", "--bind", "0.0.0.0:0"], capture_output=True, text=True,
-                         env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}, timeout=60)
-    assert out.returncode == 2
-    assert "refusing to serve on 0.0.0.0 (not loopback) without a password" in out.stderr
+def test_refuses_a_non_loopback_address_without_a_password(redis_url, capsys, monkeypatch):
+    monkeypatch.delenv("HOTELS_CONSOLE_PASSWORD", raising=False)
+    out = run_cli(capsys, "status", "--serve", "--bind", "0.0.0.0:0", "--redis-url", redis_url)
+    assert out.code == 2
+    assert "refusing to serve on 0.0.0.0 (not loopback) without a password" in out.err
 
 
 @pytest.mark.usefixtures("fleet_state")

@@ -13,7 +13,8 @@ from collections import Counter
 from crawling import demo_server, run_crawl
 
 from devtools import demo_hotels as catalogue
-from hotelimages import catalog, status
+from hotelimages import central_catalog as catalog
+from hotelimages import status
 from hotelimages.idfiles import parse_lines
 from hotelimages.keys import Keys
 from hotelimages.manifest import STATUSES

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from crawling import demo_server, expected_files, files_under, recorded_manifest, run_crawl
+from crawling import VOLATILE, crawl_ids, demo_server, expected_files, files_under, recorded_manifest, run_crawl
 
+from benchmarks.configs import BEFORE_SETTINGS
 from devtools import demo_hotels as catalogue
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
@@ -134,3 +135,25 @@ def test_media_requests_respect_per_host_concurrency_and_reuse_connections(redis
     # Listings go through Scrapy's downloader: with the direct fetcher that is a second pool.
     assert counts["connections"] <= (8 + 8 if fetcher == "direct" else 8) + 4, (counts, images)
     assert ("'hotelimages/fetch/requests'" in proc.stderr) == (fetcher == "direct")
+
+
+# ---------------------------------------------------------------- the speed settings change no output
+
+#: The speed settings' crawl: 40 demo hotels, with and without the node's optimisations (bench's node-before).
+OPT_IDS = catalogue.hotel_ids(40)
+
+
+def test_optimised_node_stores_the_same_files_and_manifests(redis_server, tmp_path):
+    with demo_server(len(OPT_IDS), "image_404:7,image_redirect:5") as base_url:
+        before = crawl_ids(redis_server, 4010, base_url, tmp_path / "before", "node-opt", OPT_IDS,
+                           *[f"{k}={v}" for k, v in BEFORE_SETTINGS.items()])
+        after = crawl_ids(redis_server, 4011, base_url, tmp_path / "after", "node-opt", OPT_IDS)
+    assert files_under(tmp_path / "before") == files_under(tmp_path / "after")
+    assert len(files_under(tmp_path / "after")) > 100
+    assert sorted(before) == sorted(after) == sorted(OPT_IDS)
+    for hid in OPT_IDS:
+        a = {k: v for k, v in before[hid].items() if k not in VOLATILE}
+        b = {k: v for k, v in after[hid].items() if k not in VOLATILE}
+        assert a == b, hid
+        on_disk = json.loads((tmp_path / "after" / hotel_dir(hid) / "manifest.json").read_text())
+        assert on_disk == after[hid]

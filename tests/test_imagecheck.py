@@ -198,7 +198,9 @@ def test_corrupted_middle_of_a_png_is_caught_only_by_a_full_decode():
 def test_image_rejected_message():
     assert str(ImageRejected("truncated", "JPEG without its end marker")) == "truncated: JPEG without its end marker"
     assert str(ImageRejected("empty_body")) == "empty_body"
-    assert isinstance(ImageRejected("x"), ValueError)
+    with pytest.raises(ValueError) as info:  # a caller catching ValueError still gets the recorded code
+        inspect_image(b"<html>not found</html>")
+    assert (info.value.reason, str(info.value)) == ("not_an_image", "not_an_image")
 
 
 # ---------------------------------------------------------------- helpers
@@ -227,3 +229,26 @@ def test_looks_truncated_whole_and_halved(fmt):
 
 def test_looks_truncated_of_other_formats_is_false():
     assert looks_truncated("BMP", b"BM") is False
+
+
+# ---------------------------------------------------------------- multi-picture JPEG (MPO)
+
+
+def mpo_bytes() -> bytes:
+    # Noise, so each picture is many kilobytes, as a phone's would be.
+    first = Image.merge("RGB", [Image.effect_noise((400, 300), 60)] * 3)
+    second = Image.merge("RGB", [Image.effect_noise((400, 300), 90)] * 3)
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    return buf.getvalue()
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg():
+    assert inspect_image(mpo_bytes()) == ImageMeta("JPEG", "jpg", 400, 300)
+
+
+def test_a_multi_picture_jpeg_cut_short_is_truncated():
+    body = mpo_bytes()
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(body[: len(body) - 2000])
+    assert info.value.reason == "truncated"

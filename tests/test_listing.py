@@ -421,3 +421,12 @@ def test_parse_queue_entry_uses_the_given_pattern():
     assert parse_queue_entry(b"123", r"[0-9]+") == QueueEntry("123", None)
     with pytest.raises(InvalidId):
         parse_queue_entry(b"abc", r"[0-9]+")
+
+
+def test_a_url_with_a_lone_surrogate_is_malformed():
+    url = json.loads('"http://cdn.example.com/\\ud800.jpg"')
+    assert url_refusal(url) == "malformed_url"
+    out = check_images([{"id": "1", "url": url, "category": "cover"}], categories=("cover",),
+                       other_category="other", image_id_pattern=r"[0-9]+", max_images=10)
+    assert [f.reason for f in out.failed] == ["malformed_url"]
+    json.dumps([f.__dict__ for f in out.failed], ensure_ascii=False).encode("utf-8")  # manifest-safe

@@ -172,3 +172,87 @@ def test_utc_now_format():
 def test_constants():
     assert SCHEMA_VERSION == 1
     assert MANIFEST_NAME == "manifest.json"
+
+
+def test_a_failure_record_keeps_a_json_entry_for_retry():
+    entry = b'{"hotel_id": "7", "images": [{"url": "http://cdn.example.com/1.jpg"}]}'
+    record = failure_record("7", "internal_error", "boom", "n1", "t", entry)
+    assert record["entry"] == entry.decode()
+    assert "entry" not in failure_record("7", "listing_http_404", "", "n1", "t", b"7")
+    assert "entry" not in failure_record("x", "malformed_record", "", "n1", "t", b'{"hotel_id": ')
+
+
+# Reading back: the one parser
+
+
+def sample(**changes) -> dict:
+    manifest = {
+        "schema": 1, "hotel_id": "7892470", "node": "n", "store": "/s", "dir": "6/8/c/2/7892470",
+        "status": "complete", "failed": [], "started_at": "", "finished_at": "2026-11-30T08:00:02Z",
+        "images": {
+            "rooms": [{"file": "b.jpg", "bytes": 2, "sha1": "b" * 40}],
+            "cover": [{"file": "z.jpg", "bytes": 3, "sha1": "c" * 40}, {"file": "a.jpg", "bytes": 1, "sha1": "a" * 40}],
+        },
+    }
+    manifest.update(changes)
+    return manifest
+
+
+def test_loads_and_listed_files_in_a_stable_order():
+    from hotelimages.manifest import ListedFile, listed_files, loads
+
+    m = loads(json.dumps(sample()).encode())
+    assert listed_files(m) == [
+        ListedFile("6/8/c/2/7892470/cover/a.jpg", 1, "a" * 40),
+        ListedFile("6/8/c/2/7892470/cover/z.jpg", 3, "c" * 40),
+        ListedFile("6/8/c/2/7892470/rooms/b.jpg", 2, "b" * 40),
+    ]
+    assert listed_files(m, "x")[0].path == "x/cover/a.jpg"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "unreadable manifest"),
+        (b"[]", "images mapping"),
+        (json.dumps(sample(hotel_id="..")).encode(), "invalid hotel id"),
+        (json.dumps(sample(images={"../x": []})).encode(), "invalid category id"),
+        (json.dumps(sample(images={"cover": [{"file": "a/b.jpg", "bytes": 1, "sha1": "a"}]})).encode(),
+         "invalid file id"),
+        (json.dumps(sample(images={"cover": [{"file": "a.jpg"}]})).encode(), "malformed image entry"),
+        (json.dumps(sample(images={"cover": {"file": "a.jpg"}})).encode(), "not a list"),
+    ],
+)
+def test_loads_refuses_unusable_manifests(data: bytes, message: str):
+    from hotelimages.manifest import ManifestError, loads
+
+    with pytest.raises(ManifestError, match=message):
+        loads(data)
+
+
+def test_check_place_wants_the_sharded_path():
+    from hotelimages.manifest import ManifestError, check_place
+
+    assert check_place(sample(), "6/8/c/2/7892470") == "6/8/c/2/7892470"
+    with pytest.raises(ManifestError, match="not at its sharded path"):
+        check_place(sample(), "0/0/0/0/7892470")
+    with pytest.raises(ManifestError, match="manifest says dir"):
+        check_place(sample(dir="elsewhere"), "6/8/c/2/7892470")
+
+
+def test_find_manifests_lists_hotel_folders_only(tmp_path):
+    from hotelimages.manifest import find_manifests
+
+    for rel in ("a/1", "b/2", ".hotelimages/3", "a/1/cover/deeper"):
+        (tmp_path / rel).mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel / MANIFEST_NAME).write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_manifests(tmp_path)] == [
+        "a/1/manifest.json", "b/2/manifest.json",
+    ]
+
+
+def test_parse_time_is_aware_utc():
+    from hotelimages.manifest import parse_time
+
+    assert parse_time("2026-11-30T08:00:00Z").isoformat() == "2026-11-30T08:00:00+00:00"
+    assert parse_time("2026-11-30").isoformat() == "2026-11-30T00:00:00+00:00"

@@ -7,6 +7,7 @@ import errno
 
 import pytest
 from scrapy.utils.test import get_crawler
+from support import run_with_client
 
 from hotelimages.claims import LeaseManager
 from hotelimages.keys import Keys
@@ -17,19 +18,15 @@ KEYS = Keys()
 
 
 def test_a_full_store_drains_and_gives_back_once_and_other_errors_do_not(redis_url):
-    async def steps():
-        client = async_client(redis_url)
+    async def steps(client):
         state = NodeState(LeaseManager(client, KEYS, "pc1/1-a", 60), heartbeat_seconds=1)
-        try:
-            assert state.stop_for_store(OSError(errno.EACCES, "one file")) is False
-            assert (state.draining, state.giving_back) == (False, False)
-            assert state.stop_for_store(OSError(errno.ENOSPC, "No space left on device")) is True
-            assert (state.draining, state.giving_back, state.leases.freed.is_set()) == (True, True, True)
-            assert state.stop_for_store(OSError(errno.ENOSPC, "again")) is False  # already stopping
-        finally:
-            await client.aclose()
+        assert state.stop_for_store(OSError(errno.EACCES, "one file")) is False
+        assert (state.draining, state.giving_back) == (False, False)
+        assert state.stop_for_store(OSError(errno.ENOSPC, "No space left on device")) is True
+        assert (state.draining, state.giving_back, state.leases.freed.is_set()) == (True, True, True)
+        assert state.stop_for_store(OSError(errno.ENOSPC, "again")) is False  # already stopping
 
-    asyncio.run(steps())
+    run_with_client(redis_url, steps)
 
 
 def test_close_gives_unfinished_claims_back(redis_url, redis_client):

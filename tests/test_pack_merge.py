@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support import run_cli, run_script
 
-from hotelimages.catalog import Catalog, default_catalog_path, rebuild
+from hotelimages.central_catalog import Catalog, default_catalog_path, rebuild
 from hotelimages.items import FailedImage, StoredImage
 from hotelimages.manifest import MANIFEST_NAME, build_manifest, dumps
 from hotelimages.merging import ShardRefused, check_member_name, merge, verify_shard
 from hotelimages.packing import pack, parse_size, shard_paths
 from hotelimages.sharding import hotel_dir, image_relpath
 
-ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = ("cover", "exterior", "interior", "reviews")
 ALL_HOTELS = [str(1001 + i) for i in range(12)]
 NODE_A = ALL_HOTELS[:8]
@@ -378,34 +378,69 @@ def test_compressed_shards_merge(stores: dict[str, Path], tmp_path: Path):
     assert images_only(tree(tmp_path / "central")) == images_only(tree(stores["a"]))
 
 
-def run_script(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-
-
-def test_scripts_smoke(stores: dict[str, Path], tmp_path: Path):
+def test_pack_merge_and_catalog_commands(stores: dict[str, Path], tmp_path: Path, capsys):
     out, central = tmp_path / "out", tmp_path / "central"
-    done = run_script("scripts/pack", stores["b"], "--out", out, "--max-size", "24K")
-    assert done.returncode == 0, done.stderr
-    assert "packed 8 hotels" in done.stdout
-    done = run_script("scripts/merge", out, "--store", central)
-    assert done.returncode == 0, done.stderr
-    assert "added 8 hotels" in done.stdout
-    done = run_script("scripts/merge", out, "--store", central)
-    assert done.returncode == 0 and "nothing changed" in done.stdout, done.stdout + done.stderr
-    done = run_script("scripts/catalog", "--store", central, "where", NODE_B[0], "nope")
-    assert done.returncode == 1  # one hotel unknown
-    assert f"{hotel_dir(NODE_B[0])}" in done.stdout and "nope" in done.stderr
-    done = run_script("scripts/catalog", "--store", central, "hotels", "--format", "jsonl")
-    assert done.returncode == 0 and sorted(json.loads(line)["hotel_id"] for line in done.stdout.splitlines()) == NODE_B
-    done = run_script("scripts/catalog", "--store", central, "summary")
-    assert done.returncode == 0 and "hotels: 8" in done.stdout
+    done = run_cli(capsys, "pack", stores["b"], "--out", out, "--max-size", "24K", "--quiet")
+    assert done.code == 0, done.err
+    assert "packed 8 hotels" in done.out
+    done = run_cli(capsys, "merge", out, "--store", central, "--quiet")
+    assert done.code == 0, done.err
+    assert "added 8 hotels" in done.out
+    done = run_cli(capsys, "merge", out, "--store", central, "--quiet")
+    assert done.code == 0 and "nothing changed" in done.out, done.out + done.err
+    done = run_cli(capsys, "catalog", "--store", central, "where", NODE_B[0], "nope")
+    assert done.code == 1  # one hotel unknown
+    assert f"{hotel_dir(NODE_B[0])}" in done.out and "nope" in done.err
+    done = run_cli(capsys, "catalog", "--store", central, "hotels", "--format", "jsonl")
+    assert done.code == 0 and sorted(json.loads(line)["hotel_id"] for line in done.out.splitlines()) == NODE_B
+    done = run_cli(capsys, "catalog", "--store", central, "summary")
+    assert done.code == 0 and "hotels: 8" in done.out
     bad = copy_shard(shard_paths([out])[0], tmp_path / "bad")
     bad.write_bytes(bad.read_bytes()[:-1024])
-    done = run_script("scripts/merge", bad, "--store", central)
-    assert done.returncode == 1 and "sha256_mismatch" in done.stdout + done.stderr
+    done = run_cli(capsys, "merge", bad, "--store", central, "--quiet")
+    assert done.code == 1 and "sha256_mismatch" in done.out + done.err
+
+
+def test_commands_take_the_store_from_images_store_and_print_json(stores: dict[str, Path], tmp_path: Path, capsys,
+                                                                  monkeypatch):
+    out, central = tmp_path / "out", tmp_path / "central"
+    monkeypatch.setenv("IMAGES_STORE", str(stores["a"]))
+    done = run_cli(capsys, "pack", "--out", out, "--json", "--quiet")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["hotels_packed"] == len(NODE_A)
+    monkeypatch.setenv("IMAGES_STORE", str(central))
+    done = run_cli(capsys, "merge", out, "--json", "--quiet")
+    assert done.code == 0 and sorted(json.loads(done.out)["hotels_added"]) == NODE_A
+    done = run_cli(capsys, "catalog", "summary", "--json")
+    assert done.code == 0 and json.loads(done.out)["hotels"] == len(NODE_A)
+    done = run_cli(capsys, "catalog", "hotels", "--json")
+    assert sorted(json.loads(line)["hotel_id"] for line in done.out.splitlines()) == NODE_A
+    done = run_cli(capsys, "catalog", "--catalog", default_catalog_path(central), "summary", "--json")
+    assert done.code == 0 and json.loads(done.out)["hotels"] == len(NODE_A)
+
+
+@pytest.mark.parametrize("argv", [
+    ["pack", "--out", "x"],                                   # no store at all
+    ["pack", "a", "--store", "b", "--out", "x"],              # the store twice
+    ["merge", "shards"],                                      # no store
+    ["catalog", "summary"],                                   # no store, no catalogue
+    ["catalog", "--store", "a", "--catalog", "b", "summary"],
+    ["catalog", "--catalog", "b", "rebuild"],
+])
+def test_commands_without_a_store_are_usage_errors(argv, capsys, monkeypatch):
+    monkeypatch.delenv("IMAGES_STORE", raising=False)
+    done = run_cli(capsys, *argv)
+    assert done.code == 2 and "error:" in done.err, done.err
+
+
+def test_pack_merge_catalog_scripts_run_as_processes(stores: dict[str, Path], tmp_path: Path):
+    out, central = tmp_path / "out", tmp_path / "central"
+    done = run_script("pack", stores["b"], "--out", out, "--quiet")
+    assert done.returncode == 0 and "packed 8 hotels" in done.stdout, done.stderr
+    done = run_script("merge", out, "--store", central, "--quiet")
+    assert done.returncode == 0 and "added 8 hotels" in done.stdout, done.stderr
+    done = run_script("catalog", "--store", central, "summary")
+    assert done.returncode == 0 and "hotels: 8" in done.stdout, done.stderr
 
 
 def test_pack_refuses_a_busy_output_folder_and_takes_over_a_stale_lock(stores: dict[str, Path], tmp_path: Path):
@@ -448,6 +483,7 @@ def test_interrupted_merge_is_completed_by_a_rerun(packed: dict[str, Path], cent
     (folder / MANIFEST_NAME).unlink()
     removed = next(folder.rglob("*.jpg"))
     removed.unlink()
+    (central_copy / ".hotelimages" / "merged-shards.jsonl").unlink()  # a killed merge never ledgered its shard
     report = merge([packed["a"]], central_copy)
     assert report.hotels_added == ["1002"] and report.files_written == 1 and report.files_unchanged >= 1
     assert images_only(tree(central_copy)) == images_only(tree(stores["single"]))

@@ -6,10 +6,10 @@ import io
 import tarfile
 
 import pytest
-from crawling import demo_server, files_under, run_crawl, scratch_db
+from crawling import crawl_ids, demo_server, files_under
 
 from devtools import demo_hotels as catalogue
-from hotelimages.catalog import Catalog, default_catalog_path
+from hotelimages.central_catalog import Catalog, default_catalog_path
 from hotelimages.keys import Keys
 from hotelimages.merging import merge
 from hotelimages.packing import pack
@@ -19,11 +19,7 @@ IDS = catalogue.hotel_ids(40)
 
 
 def crawl(redis_server: str, db: int, base_url: str, store, node: str, ids: list[str]) -> None:
-    with scratch_db(redis_server, db) as (url, client):
-        client.lpush(KEYS.start_ids, *ids)
-        proc = run_crawl(url, base_url, store, node)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert client.hlen(KEYS.manifests) == len(ids)
+    assert len(crawl_ids(redis_server, db, base_url, store, node, ids)) == len(ids)
 
 
 @pytest.fixture(scope="module")

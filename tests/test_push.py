@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 import time
 
 import pytest
+from support import pending_ids as pending
+from support import run_cli, run_script
 
 from hotelimages import claims, idfiles, push
 from hotelimages.claims import FINISH_LUA
 from hotelimages.keys import Keys
-from tests.conftest import ROOT
 
 KEYS = Keys()
 
 
 def lines(text: str) -> list[str]:
     return io.StringIO(text).readlines()
-
-
-def pending(client) -> list[str]:
-    """The pending list in the order nodes will take it (they pop from the right)."""
-    return [x.decode() for x in reversed(client.lrange(KEYS.start_ids, 0, -1))]
 
 
 # ---------------------------------------------------------------- parsing
@@ -194,45 +188,93 @@ def test_retry_failed_by_reason_and_all(redis_client):
     assert redis_client.llen(KEYS.start_ids) == 4
 
 
-# ---------------------------------------------------------------- the scripts as processes
+# ---------------------------------------------------------------- the commands
 
 
-def run_script(name: str, redis_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "REDIS_URL": redis_url}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *args],
-        input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False,
-    )
+def stdin_of(monkeypatch, text: str) -> None:
+    """What ``hotelimages push -`` reads, as bytes on stdin."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8"))))
 
 
-def test_push_ids_script_reads_stdin_and_csv(redis_url, redis_client, tmp_path):
-    result = run_script("push_ids", redis_url, stdin="1\n2\n2\nx/y\n")
-    assert result.returncode == 0, result.stderr
-    assert "pushed            2" in result.stdout and "<stdin>:4: 'x/y'" in result.stdout
+def test_push_command_reads_stdin_and_csv(redis_url, redis_client, tmp_path, capsys, monkeypatch):
+    stdin_of(monkeypatch, "1\n2\n2\nx/y\n")
+    result = run_cli(capsys, "push", "--redis-url", redis_url)
+    assert result.code == 0, result.err
+    assert "pushed            2" in result.out and "<stdin>:4: 'x/y'" in result.out
     csv_file = tmp_path / "h.csv"
     csv_file.write_text("\ufeffid,name\n3,A\n1,B\n", encoding="utf-8")
-    result = run_script("push_ids", redis_url, "--csv-column", "id", str(csv_file))
-    assert "pushed            1" in result.stdout and "skipped pending   1" in result.stdout, result.stdout
+    result = run_cli(capsys, "push", "--redis-url", redis_url, "--csv-column", "id", csv_file)
+    assert "pushed            1" in result.out and "skipped pending   1" in result.out, result.out
     assert pending(redis_client) == ["1", "2", "3"]
 
 
-def test_push_ids_script_never_prints_the_password(redis_url):
+def test_push_command_takes_redis_url_from_the_environment_and_prints_json(redis_url, redis_client, tmp_path,
+                                                                           capsys, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("7\n8\nbad/id\n")
+    result = run_cli(capsys, "push", "--json", ids)
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert (report["read"], report["pushed"], report["invalid"]) == (3, 2, 1)
+    assert report["invalid_examples"][0]["value"] == "bad/id"
+    assert pending(redis_client) == ["7", "8"]
+
+
+def test_push_command_refuses_a_missing_file_with_a_usage_error(redis_url, redis_client, capsys):
+    result = run_cli(capsys, "push", "--redis-url", redis_url, "no-such-file.txt")
+    assert result.code == 2 and "no such file: no-such-file.txt" in result.err
+    assert pending(redis_client) == []
+
+
+def test_push_never_prints_the_password(redis_url, capsys, monkeypatch):
     secret_url = redis_url.replace("redis://", "redis://user:s3cret@")
-    result = run_script("push_ids", secret_url, "--dry-run", stdin="1\n")
-    assert "s3cret" not in result.stdout + result.stderr
+    stdin_of(monkeypatch, "1\n")
+    result = run_cli(capsys, "push", "--redis-url", secret_url, "--dry-run")
+    assert "s3cret" not in result.out + result.err
 
 
-def test_requeue_and_retry_failed_scripts(redis_url, redis_client):
+def test_requeue_and_retry_failed_commands(redis_url, redis_client, capsys):
     lease(redis_client, "1", "pc1/1-a", deadline=1)
     lease(redis_client, "2", "pc2/1-a")
     failure(redis_client, "3", "timeout")
-    result = run_script("requeue", redis_url, "--all-of-owner", "pc2")
-    assert result.returncode == 0, result.stderr
-    assert "expired leases requeued: 1" in result.stdout and "released 1 leases of pc2/1-a" in result.stdout
-    result = run_script("retry_failed", redis_url, "--reason", "timeout")
-    assert result.returncode == 0, result.stderr
-    assert "1  timeout" in result.stdout and "moved 1 of 1" in result.stdout
+    result = run_cli(capsys, "requeue", "--redis-url", redis_url, "--all-of-owner", "pc2")
+    assert result.code == 0, result.err
+    assert "expired leases requeued: 1" in result.out and "released 1 leases of pc2/1-a" in result.out
+    result = run_cli(capsys, "retry-failed", "--redis-url", redis_url, "--reason", "timeout")
+    assert result.code == 0, result.err
+    assert "1  timeout" in result.out and "moved 1 of 1" in result.out
     assert sorted(pending(redis_client)) == ["1", "2", "3"]
+
+
+def test_requeue_and_retry_failed_json(redis_url, redis_client, capsys):
+    lease(redis_client, "1", "pc1/1-a", deadline=1)
+    failure(redis_client, "3", "timeout")
+    failure(redis_client, "4", "listing_http_503")
+    result = run_cli(capsys, "requeue", "--redis-url", redis_url, "--json")
+    assert result.code == 0 and json.loads(result.out)["expired_requeued"] == 1
+    result = run_cli(capsys, "retry-failed", "--redis-url", redis_url, "--dry-run", "--json")
+    assert json.loads(result.out) == {"by_reason": {"timeout": 1, "listing_http_503": 1}, "matched": 2,
+                                      "moved": 0, "dry_run": True}
+    assert pending(redis_client) == ["1"]
+
+
+def test_a_redis_that_is_down_is_exit_code_2(redis_url, capsys):
+    dead = redis_url.rsplit(":", 1)[0] + ":1/0"  # nothing listens on port 1
+    for command in ("requeue", "retry-failed"):
+        result = run_cli(capsys, command, "--redis-url", dead)
+        assert result.code == 2 and f"{command}: " in result.err, (command, result.err)
+
+
+@pytest.mark.parametrize(("script", "args", "stdin", "expected"), [
+    ("push_ids", [], "1\n2\n", "pushed            2"),
+    ("requeue", [], "", "expired leases requeued: 0"),
+    ("retry_failed", ["--dry-run"], "", "would move 0 failed hotels"),
+])
+def test_scripts_run_as_processes(redis_url, script, args, stdin, expected):
+    result = run_script(script, *args, env={"REDIS_URL": redis_url}, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
 
 
 def test_ordered_pusher_keeps_order_and_hands_errors_to_the_caller():

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 from crawling import demo_server, expected_files, files_under, recorded_manifest
+from support import run_cli, run_script
 
 from devtools import demo_hotels as catalogue
 from devtools.localredis import free_port, stop_process
 from hotelimages import scrapyd_jobs as jobs
-from hotelimages.cli import crawl_argv, load_env_files, parse_env_file
+from hotelimages.commands.node import crawl_argv, load_env_files, parse_env_file
 from hotelimages.config import ENV_SETTINGS
 from hotelimages.keys import Keys
 from hotelimages.sharding import hotel_dir
@@ -328,7 +329,8 @@ def check_job_log(scrapyd: Scrapyd, jobid: str) -> str:
     return log
 
 
-def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis_url, redis_client, tmp_path):
+def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis_url, redis_client, tmp_path, capsys,
+                                                                  monkeypatch):
     with demo_server(30) as base_url:
         ids = catalogue.hotel_ids(30)
         first, second = ids[:20], ids[20:]
@@ -347,20 +349,22 @@ def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis
         check_job_log(scrapyd, result.jobid)
         assert redis_client.hlen(KEYS.manifests) == 20
 
-        # 2. the script, with a hosts file: credentials in the URL, a second host that is down
+        # 2. the command, with a hosts file: credentials in the URL, a second host that is down
         redis_client.lpush(KEYS.start_ids, *second)
         hosts = tmp_path / "hosts.txt"
         authed = scrapyd.url.replace("http://", f"http://{USER}:{PASSWORD}@")
         hosts.write_text(f"# the fleet\n{authed} NODE_ID=node-b IMAGES_STORE={tmp_path / 'store-b'}\n"
                          f"http://127.0.0.1:{free_port()}/ NODE_ID=down\n")
-        args = [sys.executable, str(ROOT / "scripts" / "schedule"), "--hosts", str(hosts)]
+        args = ["schedule", "--hosts", str(hosts)]
         for name, value in common.items():
             args += ["-s", f"{name}={value}"]
-        proc = subprocess.run(args, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 1, out
+        for name in set(os.environ) - set(clean_env()):
+            monkeypatch.delenv(name)
+        proc = run_cli(capsys, *args)
+        out = proc.out + proc.err
+        assert proc.code == 1, out
         assert PASSWORD not in out
-        lines = proc.stdout.splitlines()
+        lines = proc.out.splitlines()
         assert lines[0].startswith(f"{scrapyd.url}: scheduled job "), out
         assert lines[1].endswith("error: unreachable ([Errno 111] Connection refused)"), out
         jobid = lines[0].rsplit(" ", 1)[1]
@@ -375,6 +379,7 @@ def test_scheduled_jobs_crawl_from_the_egg_with_per_node_settings(scrapyd, redis
 
 def test_second_schedule_is_skipped_while_a_job_runs_and_cancel_drains(scrapyd, redis_url, redis_client, tmp_path):
     host = scrapyd.host(REDIS_URL=redis_url, IMAGES_STORE=str(tmp_path / "store"), NODE_ID="idle",
+                        HOTEL_LISTING_URL="http://127.0.0.1:9/hotels/{hotel_id}/photos",  # never fetched: no work
                         HOTELS_IDLE_CLOSE_SECONDS="30", HOTELS_POLL_SECONDS="0.2")
     first = jobs.schedule_host(host, credentials=CREDS)
     assert first.status == "scheduled", first.line()
@@ -440,3 +445,18 @@ def test_hotelimages_node_runs_from_an_installed_package(redis_url, redis_client
 
 def _setuptools_has_bdist_wheel() -> bool:
     return importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
+
+
+def test_schedule_script_dry_run_as_a_process(tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("http://ops:s3cret@10.0.0.12:6800 NODE_ID=pc12\n")
+    out = run_script("schedule", "--dry-run", "--hosts", hosts, "-s", "REDIS_URL=redis://:pw@queue:6379/0",
+                     env={"SCRAPYD_PASSWORD": ""})
+    assert out.returncode == 0, out.stderr
+    assert "http://10.0.0.12:6800" in out.stdout and "NODE_ID=pc12" in out.stdout
+    assert "s3cret" not in out.stdout + out.stderr and ":pw@" not in out.stdout
+
+
+def test_schedule_without_hosts_is_a_usage_error(capsys):
+    out = run_cli(capsys, "schedule")
+    assert out.code == 2 and "no hosts: give URLs or --hosts FILE" in out.err

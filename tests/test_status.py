@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from support import run_cli, run_script
 
 from hotelimages import alerts
 from hotelimages import status as st
 from hotelimages.keys import Keys
-from tests.conftest import ROOT
 
 KEYS = Keys()
 
@@ -179,18 +176,27 @@ def test_to_json_omits_samples_unless_asked():
     json.dumps(data)
 
 
-def test_status_script_json_and_html(redis_url, redis_client, fleet_state, tmp_path):
-    env = {**os.environ, "REDIS_URL": redis_url}
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "status"), "--json"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=True)
-    data = json.loads(out.stdout)
+def test_status_command_json_and_html(redis_url, redis_client, fleet_state, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    out = run_cli(capsys, "status", "--json")
+    assert out.code == 0, out.err
+    data = json.loads(out.out)
     assert (data["pending"], data["leased"], data["done"], data["live_nodes"]) == (5, 3, 3, 1)
     page = tmp_path / "status.html"
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "status"), "--html", str(page)],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=True)
+    out = run_cli(capsys, "status", "--html", page)
     html = page.read_text()
-    assert "wrote" in out.stdout and "<svg" not in html and "window.SNAPSHOT = " in html
+    assert "wrote" in out.out and "<svg" not in html and "window.SNAPSHOT = " in html
     assert 'src="' not in html and "uPlot" in html  # one self-contained file: the live page's scripts inlined
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "status")],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=True)
-    assert "pending 5   in flight 3   done 3" in out.stdout
+    out = run_cli(capsys, "status")
+    assert "pending 5   in flight 3   done 3" in out.out
+
+
+def test_status_of_a_redis_that_is_down_is_exit_code_2(redis_url, capsys):
+    out = run_cli(capsys, "status", "--redis-url", redis_url.rsplit(":", 1)[0] + ":1/0")
+    assert out.code == 2 and out.err.startswith("status: redis://127.0.0.1:1/0: ")
+
+
+def test_status_script_runs_as_a_process(redis_url, fleet_state):
+    out = run_script("status", "--json", env={"REDIS_URL": redis_url})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pending"] == 5

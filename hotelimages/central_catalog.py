@@ -3,17 +3,16 @@
 The manifests on disk are the truth; the catalogue is derived from them (``rebuild``
 recreates it from a store) so that "where is hotel X, how many images per category,
 how many bytes" is one query for all hotels at once instead of a walk over millions of
-folders. It also finds a store's manifests, which packing uses too.
+folders. (Named apart from ``devtools.demo_hotels``, the demo server's made-up hotels.)
 
 Tables: ``hotels`` (one row per hotel), ``categories`` (images and bytes per hotel and
 category), ``sources`` (every node copy of a hotel that reached the central store; more
-than one row for a hotel is a conflict), ``meta`` (the store's label).
+than one row for a hotel is a conflict; ``kept`` marks the copy in the store, which is the
+first one unless a ``merge --prefer newest`` replaced it), ``meta`` (the store's label).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import sqlite3
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotelimages.manifest import MANIFEST_NAME
+from hotelimages import manifest as manifests
 
 logger = logging.getLogger(__name__)
 
@@ -66,37 +65,6 @@ CREATE TABLE IF NOT EXISTS sources (
 def default_catalog_path(store: str | Path) -> Path:
     """Where a store's catalogue lives unless told otherwise: ``<store>/.hotelimages/catalog.sqlite``."""
     return Path(store) / STATE_DIR / CATALOG_NAME
-
-
-def find_manifests(store: str | Path) -> Iterator[Path]:
-    """Every ``manifest.json`` of a store's hotel folders, in a stable order.
-
-    A folder holding a manifest is a hotel folder, so its category folders are not
-    listed: the walk costs one listing per shard folder, not one per image. Hidden
-    folders (state, temporary files) are skipped.
-    """
-    stack = [Path(store)]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except FileNotFoundError:
-            continue
-        if any(e.name == MANIFEST_NAME and e.is_file(follow_symlinks=False) for e in entries):
-            yield folder / MANIFEST_NAME
-            continue
-        stack.extend(
-            Path(e.path) for e in reversed(entries)
-            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-        )
-
-
-def manifest_sources(manifest: dict[str, Any], manifest_sha1: str) -> list[dict[str, Any]]:
-    """The node copies recorded in a central manifest, or the manifest itself as its only source."""
-    sources = manifest.get("sources")
-    if isinstance(sources, list) and sources:
-        return sources
-    return [{"node": manifest.get("node", ""), "shard": "", "manifest_sha1": manifest_sha1, "same_files": True}]
 
 
 @dataclass(frozen=True)
@@ -167,7 +135,7 @@ class Catalog:
     def __init__(self, path: str | Path, store_label: str | None = None, create: bool = True):
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise FileNotFoundError(f"no catalogue at {self.path} (run a merge, or `scripts/catalog rebuild`)")
+            raise FileNotFoundError(f"no catalogue at {self.path} (run a merge, or `hotelimages catalog rebuild`)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
         self._db.executescript(_SCHEMA)
@@ -226,8 +194,8 @@ class Catalog:
             "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (hotel_id, s.get("node", ""), s.get("shard", ""), s.get("manifest_sha1", ""),
-                 int(i == 0), int(bool(s.get("same_files", True))))
-                for i, s in enumerate(manifest_sources(manifest, manifest_sha1))
+                 int(bool(s.get("kept", i == 0))), int(bool(s.get("same_files", True))))
+                for i, s in enumerate(manifests.sources(manifest, manifest_sha1))
             ],
         )
         return True
@@ -313,14 +281,13 @@ def rebuild(store: str | Path, catalog_path: str | Path | None = None, store_lab
     tmp.unlink(missing_ok=True)
     count = 0
     with Catalog(tmp, store_label or store.resolve().as_posix()) as catalog:
-        for manifest_path in find_manifests(store):
-            data = manifest_path.read_bytes()
+        for manifest_path in manifests.find_manifests(store):
             try:
-                manifest = json.loads(data)
-            except ValueError:
-                logger.warning("Skipped unreadable manifest %(path)s", {"path": manifest_path})
+                manifest, manifest_sha1 = manifests.read(manifest_path)
+            except (OSError, manifests.ManifestError) as exc:
+                logger.warning("Skipped unreadable manifest %(path)s: %(error)s", {"path": manifest_path, "error": exc})
                 continue
-            catalog.upsert(manifest, hashlib.sha1(data).hexdigest())
+            catalog.upsert(manifest, manifest_sha1)
             count += 1
     os.replace(tmp, path)
     logger.info("Rebuilt catalogue %(path)s with %(count)d hotels", {"path": path, "count": count})
