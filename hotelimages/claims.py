@@ -120,6 +120,17 @@ end
 return lost
 """
 
+# KEYS: leases, owners, manifests. ARGV: owner, entry, hotel id, force (0/1).
+# Seconds left on the lease if ``owner`` holds it; -1 if not; -2 if the hotel is recorded already (not forced).
+HOLDS_LUA = """
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return '-1' end
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not deadline then return '-1' end
+if ARGV[4] ~= '1' and redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return '-2' end
+local t = redis.call('TIME')
+return tostring(tonumber(deadline) - (tonumber(t[1]) + tonumber(t[2]) / 1000000))
+"""
+
 # KEYS: leases, owners, pending. ARGV: owner, requeue (0/1), entries... Returns how many were ours.
 FINISH_LUA = ALLOW_OOM.format(key=1) + """
 local n = 0
@@ -273,6 +284,7 @@ return n
 
 CLAIM = LuaScript("claim", CLAIM_LUA, ("start_ids", "leases", "lease_owners", "stats"))
 RENEW = LuaScript("renew", RENEW_LUA, ("leases", "lease_owners"))
+HOLDS = LuaScript("holds", HOLDS_LUA, ("leases", "lease_owners", "manifests"))
 FINISH = LuaScript("finish", FINISH_LUA, ("leases", "lease_owners", "start_ids"))
 REQUEUE_EXPIRED = LuaScript("requeue_expired", REQUEUE_EXPIRED_LUA, ("leases", "lease_owners", "start_ids", "stats"))
 RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats", "reasons"))
@@ -284,6 +296,8 @@ CONVERT_DONE = LuaScript("convert_done", CONVERT_DONE_LUA, ("manifests",))
 RELEASE_BATCH = 1000
 #: Stats field counting claimed hotels found done before listing.
 SKIPPED_DONE_FIELD = "hotels/skipped_done"
+#: Stats fields of hotels recorded with a manifest (the fleet's successes, for the circuit breaker).
+SUCCESS_FIELDS = ("hotels/complete", "hotels/partial", "hotels/empty")
 
 
 # ---------------------------------------------------------------- memory (pure)
@@ -539,6 +553,9 @@ class LeaseManager:
         self.in_flight: set[bytes] = set()
         self.freed = asyncio.Event()
         self._scripts = BoundScripts(client, keys)
+        # Entries whose record/ack/release is on its way to Redis: a renewal that races with it
+        # reports them as not ours, which is no lost lease (the settle took them).
+        self._settling: set[bytes] = set()
         # Reason counters this process recorded (``image/<reason>``, ``hotel/<reason>``), for its progress samples.
         self.recorded_reasons: Counter[str] = Counter()
 
@@ -553,7 +570,35 @@ class LeaseManager:
         if not self.in_flight:
             return []
         lost = await self._scripts.run(RENEW, self.lease_seconds, self.owner, *self.in_flight)
-        return list(lost)
+        # Settled meanwhile (recorded, acknowledged, given back): not lost, only gone.
+        return [e for e in lost if e in self.in_flight and e not in self._settling]
+
+    async def holds(self, entry: bytes, hotel_id: str, force: bool = False) -> float:
+        """Seconds left on this process's lease of ``entry`` (Redis server time); -1 if it is not
+        ours, -2 if the hotel is recorded already and ``force`` is not set (the check before publishing)."""
+        return float(await self._scripts.run(HOLDS, self.owner, entry, hotel_id, 1 if force else 0))
+
+    async def release(self, entry: bytes) -> bool:
+        """Give one claim back to the head of the pending list, unfailed; False if it was no longer ours."""
+        self._settling.add(entry)
+        try:
+            n = await self._scripts.run(FINISH, self.owner, 1, entry)
+        finally:
+            self._settling.discard(entry)
+        self.forget(entry)
+        return bool(n)
+
+    async def fleet_successes(self) -> int:
+        """Hotels recorded with a manifest by the whole fleet so far (the stats counters)."""
+        values = await self.client.hmget(self.keys.stats, list(SUCCESS_FIELDS))
+        return sum(int(v or 0) for v in values)
+
+    async def retry_failed(self, hotels: Iterable[tuple[str, bytes]]) -> int:
+        """Move these (hotel ID, entry) pairs from ``hotels:failed`` back to the pending list."""
+        args: list[Any] = []
+        for hotel_id, entry in hotels:
+            args += [hotel_id, entry]
+        return int(await self._scripts.run(RETRY_FAILED, *args)) if args else 0
 
     async def mark_alive(self, heartbeat_seconds: float) -> None:
         """Say this process is alive for three heartbeats (``requeue --all-of-owner`` leaves it alone)."""
@@ -600,11 +645,15 @@ class LeaseManager:
         if kind == "manifest" and not status:
             status = parse_done_record(manifest_json).status
         reasons = reason_counts(kind, text, image_reasons)
-        n = await self._scripts.run(
-            RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0, status,
-            *(x for pair in reasons.items() for x in pair),
-            more_keys=(self.keys.node_reasons(self.owner.rsplit("/", 1)[0]),),
-        )
+        self._settling.add(entry)
+        try:
+            n = await self._scripts.run(
+                RECORD, self.owner, entry, hotel_id, kind, text, images, nbytes, failed_images, 1 if force else 0,
+                status, *(x for pair in reasons.items() for x in pair),
+                more_keys=(self.keys.node_reasons(self.owner.rsplit("/", 1)[0]),),
+            )
+        finally:
+            self._settling.discard(entry)
         if n:
             self.recorded_reasons.update(reasons)
         return bool(n)
@@ -633,7 +682,11 @@ class LeaseManager:
 
     async def ack(self, entry: bytes) -> bool:
         """Release the claim of a finished entry; idempotent. False if it was no longer ours."""
-        n = await self._scripts.run(FINISH, self.owner, 0, entry)
+        self._settling.add(entry)
+        try:
+            n = await self._scripts.run(FINISH, self.owner, 0, entry)
+        finally:
+            self._settling.discard(entry)
         self.forget(entry)
         return bool(n)
 
@@ -642,7 +695,11 @@ class LeaseManager:
         if not self.in_flight:
             return 0
         entries = list(self.in_flight)
-        n = await self._scripts.run(FINISH, self.owner, 1, *entries)
+        self._settling.update(entries)
+        try:
+            n = await self._scripts.run(FINISH, self.owner, 1, *entries)
+        finally:
+            self._settling.difference_update(entries)
         self.in_flight.clear()
         return int(n)
 

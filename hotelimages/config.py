@@ -23,6 +23,8 @@ from hotelimages.redisconn import RedisTarget, redact_url, redis_target
 ENV_SETTINGS = ("REDIS_URL", "HOTELS_REDIS_KEY", "HOTEL_LISTING_URL", "IMAGES_STORE", "NODE_ID")
 #: Values of HOTELS_IMAGE_FETCHER (see defaults.py).
 IMAGE_FETCHERS = ("direct", "scrapy")
+#: Values of HOTELS_BREAKER_MODE (see defaults.py).
+BREAKER_MODES = ("wait", "exit")
 #: Values of HOTELS_UNKNOWN_SETTINGS (see defaults.py).
 UNKNOWN_SETTINGS_MODES = ("error", "warn")
 #: Environment variables that only the scripts read, and that are not settings (status --serve's password).
@@ -282,6 +284,12 @@ class HotelsConfig:
     progress_interval: float = defaults.HOTELS_PROGRESS_INTERVAL
     progress_history_length: int = defaults.HOTELS_PROGRESS_HISTORY_LENGTH
     progress_history_ttl: int = defaults.HOTELS_PROGRESS_HISTORY_TTL
+    breaker_mode: str = defaults.HOTELS_BREAKER_MODE
+    breaker_threshold: int = defaults.HOTELS_BREAKER_THRESHOLD
+    breaker_same_failures: int = defaults.HOTELS_BREAKER_SAME_FAILURES
+    breaker_wait_seconds: float = defaults.HOTELS_BREAKER_WAIT_SECONDS
+    breaker_max_wait_seconds: float = defaults.HOTELS_BREAKER_MAX_WAIT_SECONDS
+    rename_attempts: int = defaults.HOTELS_RENAME_ATTEMPTS
     store: str = ""
     require_listing_url: bool = defaults.HOTELS_REQUIRE_LISTING_URL
     store_min_free_mb: int = defaults.HOTELS_STORE_MIN_FREE_MB
@@ -310,6 +318,10 @@ class HotelsConfig:
         if image_fetcher not in IMAGE_FETCHERS:
             raise ValueError(f"setting HOTELS_IMAGE_FETCHER must be one of {', '.join(IMAGE_FETCHERS)}, "
                              f"got {image_fetcher!r}")
+        breaker_mode = str(_get(settings, "HOTELS_BREAKER_MODE")).strip().lower()
+        if breaker_mode not in BREAKER_MODES:
+            raise ValueError(f"setting HOTELS_BREAKER_MODE must be one of {', '.join(BREAKER_MODES)}, "
+                             f"got {breaker_mode!r}")
         FetchOptions.from_settings(settings)  # a bad fetcher setting stops the node at start
         target = redis_target(settings)
         check_redis_url(target.url)
@@ -344,6 +356,12 @@ class HotelsConfig:
             progress_interval=_float(settings, "HOTELS_PROGRESS_INTERVAL"),
             progress_history_length=_int(settings, "HOTELS_PROGRESS_HISTORY_LENGTH", 1),
             progress_history_ttl=_int(settings, "HOTELS_PROGRESS_HISTORY_TTL", 1),
+            breaker_mode=breaker_mode,
+            breaker_threshold=_int(settings, "HOTELS_BREAKER_THRESHOLD"),
+            breaker_same_failures=_int(settings, "HOTELS_BREAKER_SAME_FAILURES"),
+            breaker_wait_seconds=_float(settings, "HOTELS_BREAKER_WAIT_SECONDS", 0.1),
+            breaker_max_wait_seconds=_float(settings, "HOTELS_BREAKER_MAX_WAIT_SECONDS", 0.1),
+            rename_attempts=_int(settings, "HOTELS_RENAME_ATTEMPTS", 1),
             store=str(settings.get("IMAGES_STORE") or ""),
             require_listing_url=_bool(settings, "HOTELS_REQUIRE_LISTING_URL"),
             store_min_free_mb=_int(settings, "HOTELS_STORE_MIN_FREE_MB"),

@@ -99,6 +99,21 @@ HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
 #: Off: Redis holds a compact record of ~270 bytes per done hotel whatever its photo count, and
 #: the full manifest is in ``manifest.json`` on the node (~2.5 KB more per 120-photo hotel when on).
 HOTELS_REDIS_FULL_MANIFESTS = False
+#: What the circuit breaker does once it trips (see README, "A node that cannot work"): "wait"
+#: (stop claiming, give back, retry after HOTELS_BREAKER_WAIT_SECONDS, doubling) or "exit"
+#: (give back and exit with status 3). Configuration mistakes and store errors always exit.
+HOTELS_BREAKER_MODE = "wait"
+#: Node-local failures in a row (listing host unreachable, no listing URL...) that trip the breaker; 0 = never.
+HOTELS_BREAKER_THRESHOLD = 10
+#: Hotels in a row failed with one reason (timeout, 403, 429, 5xx) while the fleet succeeds that trip it; 0 = off.
+HOTELS_BREAKER_SAME_FAILURES = 50
+#: First wait (seconds) of a tripped breaker in "wait" mode; doubled each time it trips again.
+HOTELS_BREAKER_WAIT_SECONDS = 30.0
+#: Longest wait (seconds) of a tripped breaker in "wait" mode.
+HOTELS_BREAKER_MAX_WAIT_SECONDS = 600.0
+#: Attempts to rename a written file into place when the OS says "permission denied" (Windows:
+#: an antivirus or indexer holds the file), with a short doubling pause between them.
+HOTELS_RENAME_ATTEMPTS = 5
 
 
 def default_node_id() -> str:

@@ -58,6 +58,8 @@ class HotelItem:
     failure_detail: str = ""
     force: bool = False  # redo even if done: may replace a recorded manifest
     media_requests: list[Any] = field(default_factory=list, repr=False)
+    #: (temporary, final) paths of downloaded images, renamed into place once the claim is checked.
+    staged: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:
         # Scrapy logs items on errors; a listing may hold thousands of images.

@@ -17,7 +17,8 @@ and publishes, with the asyncio Redis client:
   ``{"t", "hotels", "images", "bytes", "failures", "done", "pending", "in_flight"}`` where ``t`` is Redis server
   time and ``done``/``pending`` are the fleet's manifests and pending entries at that moment,
   which gives ``status`` throughput over time per process and the fleet's completion curve;
-  a sample also carries ``reasons``, this process's recorded failure counts by reason (if any).
+  a sample also carries ``reasons``, this process's recorded failure counts by reason (if any),
+  ``state`` once the process closes and ``reason`` once it stopped claiming.
 
 The heartbeat also holds the image failure rate of the last interval (failed / attempted) and
 the free and total bytes of the disk of ``IMAGES_STORE``.
@@ -60,6 +61,7 @@ HEARTBEAT_FIELDS = (
     "hotels_failed_whole",
     "images", "bytes", "images_failed", "failures", "in_flight",
     "images_per_s", "mb_per_s", "hotels_per_s", "image_failure_rate", "disk_free", "disk_total",
+    "stopped_claiming",
 )
 
 
@@ -316,6 +318,8 @@ class HotelsProgress:
             "images_per_s": round(rates.images_per_s, 3),
             "mb_per_s": round(rates.mb_per_s, 4),
             "hotels_per_s": round(rates.hotels_per_s, 4),
+            # Why this process stopped claiming (its circuit breaker, its store), for status; "" while it works.
+            "stopped_claiming": str(getattr(self.node, "stopped_claiming", "") or ""),
         }
         if before is not None:
             failed = counts.images_failed - before.images_failed
@@ -330,6 +334,8 @@ class HotelsProgress:
         }
         if state != "running":
             sample["state"] = state
+        if heartbeat["stopped_claiming"]:
+            sample["reason"] = heartbeat["stopped_claiming"]
         reasons = self.recorded_reasons
         if reasons:
             sample["reasons"] = reasons

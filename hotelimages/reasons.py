@@ -4,9 +4,14 @@ Every code that the spider and the pipelines derive from an exception, a Twisted
 an HTTP response is made here, so one download error reads the same wherever it happened:
 ``timeout``, ``connection_refused``, ``dns_error``, ``data_loss``, ``disallowed_scheme``,
 ``connection_error``, ``too_large``, ``decompression_bomb``, ``redirect_loop``, ``cancelled``,
-``ignored``, ``http_<status>``, ``error_<exception>``; a listing's are the same with a
-``listing_`` prefix. Checks that refuse content (``imagecheck``, ``listing``) raise their own
-reason codes, which pass through unchanged.
+``ignored``, ``tls_error``, ``proxy_error``, ``http_<status>``, ``error_<exception>``; a
+listing's are the same with a ``listing_`` prefix. Checks that refuse content (``imagecheck``,
+``listing``) raise their own reason codes, which pass through unchanged.
+
+Some reasons say nothing about the hotel but something about this node or its surroundings
+(``NODE_LOCAL_REASONS``: no listing URL configured, a listing host that refuses connections or
+does not resolve, a failing TLS handshake or proxy). A hotel that fails that way is given back
+to the queue unfailed, and the node's circuit breaker (``breaker``) counts it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,21 @@ INTERNAL_ERROR = "internal_error"
 UNKNOWN = "unknown"
 #: Prefix of the reasons of a hotel whose listing could not be fetched.
 LISTING_PREFIX = "listing_"
+#: A hotel entry without inline images while HOTEL_LISTING_URL is not set.
+NO_LISTING_URL = "no_listing_url"
+#: A listing whose ``next`` points to a page already fetched for the hotel.
+LISTING_NEXT_LOOP = "listing_next_loop"
+
+#: Reasons about this node or its environment, not the hotel, with the words an operator reads.
+NODE_LOCAL_REASONS: dict[str, str] = {
+    NO_LISTING_URL: "no listing URL configured (HOTEL_LISTING_URL is not set)",
+    "listing_connection_refused": "listing host refuses connections",
+    "listing_dns_error": "listing host name does not resolve",
+    "listing_connection_error": "connections to the listing host fail (reset or lost)",
+    "listing_tls_error": "TLS handshake with the listing host fails",
+    "listing_proxy_error": "the proxy fails listing requests",
+    "listing_http_407": "the proxy asks for authentication (HTTP 407)",
+}
 
 _EXCEPTION_REASONS: list[tuple[tuple[type[BaseException], ...], str]] = [
     ((DownloadTimeoutError, twisted_error.TimeoutError, TimeoutError), "timeout"),
@@ -59,6 +79,10 @@ def download_reason(exc: BaseException) -> str:
         if "DOWNLOAD_MAXSIZE" in text or "max size" in text:
             return "too_large"
         return "redirect_loop" if "redirect" in text.lower() else "ignored"
+    if _is_tls_failure(exc):
+        return "tls_error"
+    if type(exc).__name__ == "TunnelError":  # scrapy's http11 handler: the proxy refused the CONNECT
+        return "proxy_error"
     for classes, reason in _EXCEPTION_REASONS:
         if isinstance(exc, classes):
             return reason
@@ -68,6 +92,22 @@ def download_reason(exc: BaseException) -> str:
     if "Decompression" in name or "decompress" in str(exc).lower():
         return "decompression_bomb"
     return f"error_{name.lower()}"
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """True if ``exc`` (or a failure it wraps, as Twisted's ResponseNeverReceived does) is a TLS error."""
+    seen: list[BaseException] = [exc]
+    seen += [getattr(f, "value", f) for f in getattr(exc, "reasons", None) or ()]
+    if exc.__cause__ is not None:
+        seen.append(exc.__cause__)
+    for err in seen:
+        kind = type(err)
+        if "SSL" in kind.__name__ or kind.__module__.startswith(("OpenSSL", "ssl")):
+            return True
+        text = str(err)
+        if "SSL" in text or "CERTIFICATE_VERIFY_FAILED" in text or "tlsv1" in text.lower():
+            return True
+    return False
 
 
 def response_reason(response: Any) -> str:
@@ -86,6 +126,11 @@ def listing_reason(exc: BaseException) -> str:
     if isinstance(exc, HttpError):
         return LISTING_PREFIX + response_reason(exc.response)
     return LISTING_PREFIX + download_reason(exc)
+
+
+def node_local_text(reason: str | None) -> str | None:
+    """The operator's words for a reason about this node (see ``NODE_LOCAL_REASONS``), else None."""
+    return NODE_LOCAL_REASONS.get(reason or "")
 
 
 def hotel_status(reason: str) -> str:

@@ -47,6 +47,7 @@ class Sample:
     in_flight: int = 0  # this process's hotels in flight
     state: str = ""
     reasons: dict[str, int] = field(default_factory=dict)  # this process's failures by reason, cumulative
+    reason: str = ""  # why the process stopped claiming, if it did
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Sample | None:
@@ -57,6 +58,7 @@ class Sample:
                 float(d["t"]), int(get("hotels", 0)), int(get("images", 0)), int(get("bytes", 0)),
                 int(get("failures", 0)), int(get("done", 0)), int(get("pending", 0)), int(get("in_flight", 0)),
                 str(get("state", "")), {str(k): int(v) for k, v in (get("reasons") or {}).items()},
+                str(get("reason", "")),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -91,6 +93,8 @@ class NodeStatus:
     disk_free: int | None = None
     disk_total: int | None = None
     reasons: dict[str, int] = field(default_factory=dict)  # the node's (all its processes') failures by reason
+    #: Why it stopped claiming (circuit breaker, store): "" while it claims.
+    stopped_claiming: str = ""
     history: list[Sample] = field(default_factory=list)  # oldest first
 
 
@@ -164,14 +168,23 @@ class FleetStatus:
 # ---------------------------------------------------------------- pure helpers
 
 
-def window_rates(history: list[Sample], window: float) -> tuple[float, float, float] | None:
-    """(hotels/s, images/s, MB/s) between the newest sample and the oldest within ``window`` of it."""
+def window_ends(history: list[Sample], window: float) -> tuple[Sample, Sample] | None:
+    """(oldest, newest): the newest sample and the oldest within ``window`` of it (at least two samples apart)."""
     if len(history) < 2:
         return None
     newest = history[-1]
     oldest = next((s for s in history if s.t >= newest.t - window - 1e-6), history[0])
     if oldest is newest:
         oldest = history[-2]
+    return oldest, newest
+
+
+def window_rates(history: list[Sample], window: float) -> tuple[float, float, float] | None:
+    """(hotels/s, images/s, MB/s) between the newest sample and the oldest within ``window`` of it."""
+    ends = window_ends(history, window)
+    if ends is None:
+        return None
+    oldest, newest = ends
     dt = newest.t - oldest.t
     if dt <= 0:
         return None
@@ -184,12 +197,10 @@ def window_rates(history: list[Sample], window: float) -> tuple[float, float, fl
 
 def window_failures(history: list[Sample], window: float) -> tuple[int, int] | None:
     """(failures, stored images + failures) between the newest sample and the oldest within ``window``."""
-    if len(history) < 2:
+    ends = window_ends(history, window)
+    if ends is None:
         return None
-    newest = history[-1]
-    oldest = next((s for s in history if s.t >= newest.t - window - 1e-6), history[0])
-    if oldest is newest:
-        oldest = history[-2]
+    oldest, newest = ends
     failures = max(newest.failures - oldest.failures, 0)
     return failures, failures + max(newest.images - oldest.images, 0)
 
@@ -245,6 +256,7 @@ def build_node(
         node.last_seen = _num(heartbeat.get("updated_at"), float)
         for name in ("hotels", "images", "bytes", "failures", "in_flight"):
             setattr(node, name, _num(heartbeat.get(name)) or 0)
+        node.stopped_claiming = str(heartbeat.get("stopped_claiming") or "")
         rates = window_rates(history, window)
         if rates is None:
             rates = tuple(_num(heartbeat.get(k), float) or 0.0 for k in ("hotels_per_s", "images_per_s", "mb_per_s"))
@@ -257,6 +269,7 @@ def build_node(
     elif last is not None:
         node.last_seen = last.t
         node.hotels, node.images, node.bytes, node.failures = last.hotels, last.images, last.bytes, last.failures
+        node.stopped_claiming = last.reason
     return node
 
 
@@ -485,12 +498,14 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
             )
     else:
         lines.append("  none")
+    lines += [f"  {n.owner}: stopped claiming: {n.stopped_claiming}" for n in status.live if n.stopped_claiming]
     if status.gone:
         lines += ["", "gone processes (no heartbeat)"]
         for n in status.gone[:max_gone]:
             held = f", holds {n.leases} leases (oldest {format_duration(n.oldest_lease_age)})" if n.leases else ""
             seen = format_duration(status.at - n.last_seen) + " ago" if n.last_seen else "never"
-            lines.append(f"  {n.owner:<32} {n.state:<7} last seen {seen}, {n.hotels:,} hotels{held}")
+            why = f"; stopped claiming: {n.stopped_claiming}" if n.stopped_claiming else ""
+            lines.append(f"  {n.owner:<32} {n.state:<7} last seen {seen}, {n.hotels:,} hotels{held}{why}")
         if len(status.gone) > max_gone:
             lines.append(f"  ... and {len(status.gone) - max_gone} more")
     return "\n".join(lines) + "\n"

@@ -371,7 +371,7 @@ def test_curl_errors_map_to_scrapys_exceptions():
 
 
 def test_tls_verification_is_a_setting(tmp_path):
-    """Off by default (as Scrapy); on, a self-signed certificate is refused and recorded as a connection error."""
+    """Off by default (as Scrapy); on, a self-signed certificate is refused and recorded as a TLS error."""
     context = self_signed_context(tmp_path)
 
     async def go(fetcher, base, server):
@@ -381,7 +381,7 @@ def test_tls_verification_is_a_setting(tmp_path):
             return download_reason(exc)
 
     assert run(go, ssl_context=context)[0] == 200
-    assert run(go, policy(HOTELS_TLS_VERIFY=True, RETRY_TIMES=0), ssl_context=context)[0] == "connection_error"
+    assert run(go, policy(HOTELS_TLS_VERIFY=True, RETRY_TIMES=0), ssl_context=context)[0] == "tls_error"
 
 
 def test_fetcher_settings_are_read_and_checked():

@@ -11,19 +11,20 @@ from support import run_with_client
 
 from hotelimages.claims import LeaseManager
 from hotelimages.keys import Keys
-from hotelimages.nodestate import NodeState
+from hotelimages.nodestate import EXIT_STORE, NodeState
 from hotelimages.redisconn import async_client
 
 KEYS = Keys()
 
 
-def test_a_full_store_drains_and_gives_back_once_and_other_errors_do_not(redis_url):
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO])
+def test_a_store_error_of_any_errno_drains_gives_back_and_sets_the_exit_status_once(redis_url, code):
     async def steps(client):
         state = NodeState(LeaseManager(client, KEYS, "pc1/1-a", 60), heartbeat_seconds=1)
-        assert state.stop_for_store(OSError(errno.EACCES, "one file")) is False
-        assert (state.draining, state.giving_back) == (False, False)
-        assert state.stop_for_store(OSError(errno.ENOSPC, "No space left on device")) is True
+        assert (state.draining, state.giving_back, state.exit_code) == (False, False, 0)
+        assert state.stop_for_store(OSError(code, "refused")) is True
         assert (state.draining, state.giving_back, state.leases.freed.is_set()) == (True, True, True)
+        assert state.exit_code == EXIT_STORE and errno.errorcode[code] in state.stopped_claiming
         assert state.stop_for_store(OSError(errno.ENOSPC, "again")) is False  # already stopping
 
     run_with_client(redis_url, steps)

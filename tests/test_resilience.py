@@ -16,6 +16,7 @@ from devtools.demo import ROOT, crawl_env
 from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
 from hotelimages.manifest import parse_done_record
+from hotelimages.storage import TEMP_SUFFIX
 
 KEYS = Keys()
 FAST_LEASES = ["HOTELS_LEASE_SECONDS=4", "HOTELS_HEARTBEAT_SECONDS=0.5", "HOTELS_IDLE_CLOSE_SECONDS=2",
@@ -64,6 +65,10 @@ def assert_all_done(client: redis.Redis, ids: list[str], stores: list[Path], bas
         assert have == want, hid  # the node the manifest names holds every file, byte for byte
     for files in on_disk.values():
         for rel, digest in files.items():
+            if rel.endswith(TEMP_SUFFIX):
+                # A killed process's staged image, under its temporary name: never packed, removed
+                # when that hotel is next done on this store (tests/test_node_takeover.py).
+                continue
             assert expected.get(rel) == digest, rel  # no stray, truncated or partial file anywhere
 
 

@@ -1,8 +1,11 @@
 """Image storage: Scrapy's ImagesPipeline storing the original bytes at sharded paths.
 
 Stock ImagesPipeline decodes and re-encodes every image as JPEG; this one checks
-the bytes (format, size, bombs, truncation; see ``imagecheck``) and writes them
-as served, atomically, at ``<store>/<shards>/<hotel_id>/<category>/<image_id>.<ext>``.
+the bytes (format, size, bombs, truncation; see ``imagecheck``) and stages them
+as served under temporary names beside ``<store>/<shards>/<hotel_id>/<category>/<image_id>.<ext>``;
+the manifest pipeline renames them into place once it has checked the claim is still this
+process's (``storage.write_staged``/``publish_staged``). A write error of any kind means the
+store is unusable: the node stops (``NodeState.stop_for_store``), no hotel is failed.
 Each image ends as a stored file or a failure with a reason; nothing escapes as
 an exception, and download results are dropped from the media cache once the
 hotel is settled so a long run keeps flat memory.
@@ -33,7 +36,7 @@ from hotelimages.listing import refused_redirect, url_refusal
 from hotelimages.nodestate import NodeState
 from hotelimages.reasons import download_reason, response_reason, result_reason
 from hotelimages.sharding import hotel_dir, image_relpath
-from hotelimages.storage import remove_temp_files, write_atomic
+from hotelimages.storage import remove_temp_files, write_staged
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class ShardedImagesPipeline(ImagesPipeline):
         )
         self.stats = crawler.stats
         self.node = NodeState.of(crawler)
+        # Temporary names carry the claim owner's token, so each writer's files are told apart.
+        self._token = self.node.leases.owner.rsplit("/", 1)[-1]
         self.fetcher = self._make_fetcher(crawler.settings)
 
     # Overridable Interface
@@ -114,19 +119,24 @@ class ShardedImagesPipeline(ImagesPipeline):
             return self._failed(request, exc.reason, str(exc))
         body = response.body
         path = os.path.join(self.store_dir, rel)
+        if self._stopping():
+            return self._failed(request, "stopping", "node stopping: hotel given back", quiet=True)
         try:
             if self._executor is None:
-                digest = self._write_and_hash(path, body)
+                tmp, digest = self._write_and_hash(path, body)
             else:
                 # File I/O and hashing release the GIL: the reactor parses other responses meanwhile.
-                digest = await asyncio.get_running_loop().run_in_executor(
+                tmp, digest = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._write_and_hash, path, body
                 )
         except OSError as exc:
+            # Any errno: a store that refuses one write refuses the next; the hotel is given back.
             self.node.stop_for_store(exc)
-            return self._failed(request, "write_error", str(exc))
-        return self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1], "downloaded",
-                            digest)
+            return self._failed(request, "write_error", str(exc), quiet=True)
+        result = self._result(request, request.url, body, meta.width, meta.height, rel.rsplit("/", 1)[1],
+                              "downloaded", digest)
+        result["staged"] = (tmp, path)
+        return result
 
     def media_failed(self, failure: Any, request: Request, info: Any) -> None:
         # Returning instead of raising keeps Scrapy from logging a traceback per failed
@@ -137,10 +147,19 @@ class ShardedImagesPipeline(ImagesPipeline):
     def item_completed(self, results: list, item: Any, info: Any) -> Any:
         if not isinstance(item, HotelItem):
             return item
+        if len(item.media_requests) != len(item.images) or len(results) != len(item.media_requests):
+            # Stopping (no requests were made) or an unexpected shape: nothing here is recorded; the
+            # manifest pipeline gives the hotel back when the node stops.
+            self._forget_results(item, info)
+            item.staged.extend(v["staged"] for ok, v in results if ok and isinstance(v, dict) and "staged" in v)
+            item.media_requests = []
+            return item
         stored_count = stored_bytes = 0
         for (ok, value), request, img in zip(results, item.media_requests, item.images, strict=True):
             if ok and isinstance(value, dict) and value.get("status") != "failed":
                 item.stored.append(value["stored"])
+                if "staged" in value:
+                    item.staged.append(value["staged"])
                 if value["status"] == "downloaded":
                     stored_count += 1
                     stored_bytes += value["stored"].bytes
@@ -182,6 +201,10 @@ class ShardedImagesPipeline(ImagesPipeline):
             self.stats.set_value("hotelimages/media_cache_entries", len(info.downloaded) + len(info.downloading))
 
     # Internals
+    def _forget_results(self, item: HotelItem, info: Any) -> None:
+        for request in item.media_requests:
+            info.downloaded.pop(self._fingerprinter.fingerprint(request), None)
+
     def _make_fetcher(self, settings: Any) -> ImageFetcher | None:
         """The direct image fetcher, or None where images must go through Scrapy's downloader."""
         if self.cfg.image_fetcher != "direct":
@@ -215,9 +238,9 @@ class ShardedImagesPipeline(ImagesPipeline):
         )
         return rel, meta
 
-    def _write_and_hash(self, path: str, body: bytes) -> str:
-        write_atomic(path, body, self.cfg.fsync)
-        return hashlib.sha1(body).hexdigest()
+    def _write_and_hash(self, path: str, body: bytes) -> tuple[str, str]:
+        """Stage ``body`` for ``path``; returns (temporary name, sha1)."""
+        return write_staged(path, body, self._token, self.cfg.fsync), hashlib.sha1(body).hexdigest()
 
     def _stopping(self) -> bool:
         return self.node.giving_back
@@ -229,8 +252,10 @@ class ShardedImagesPipeline(ImagesPipeline):
         stored = StoredImage(image_id, url, category, name, len(body), width, height, digest)
         return {"url": url, "path": name, "checksum": digest, "status": status, "stored": stored}
 
-    def _failed(self, request: Request, reason: str, detail: str) -> dict:
+    def _failed(self, request: Request, reason: str, detail: str, quiet: bool = False) -> dict:
         request.meta[FAILURE_META_KEY] = reason
+        if quiet:  # the node is stopping for a reason already logged once: not an image failure
+            return {"url": request.url, "path": "", "checksum": None, "status": "failed", "reason": reason}
         self.stats.inc_value("hotelimages/images/failed")
         self.stats.inc_value(f"hotelimages/images/failed/{reason}")
         logger.warning(

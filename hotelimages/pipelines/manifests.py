@@ -1,6 +1,9 @@
-"""Recording each hotel's outcome: manifest file, Redis records, then the claim's ack.
+"""Recording each hotel's outcome: files into place, manifest file, Redis records, the claim's ack.
 
-For a settled hotel it writes ``<hotel dir>/manifest.json`` atomically, then in
+For a settled hotel it first checks in Redis that this process still holds the claim (and that
+nobody recorded the hotel meanwhile); only then are the staged image files renamed into place,
+anything a killed or superseded process left in the hotel's folder removed, and
+``<hotel dir>/manifest.json`` written atomically. Then in
 one Redis transaction stores its compact done record (``manifest.done_record``: status,
 images per category, bytes, the file's sha1; the whole manifest too, compressed, with
 ``HOTELS_REDIS_FULL_MANIFESTS``) in ``hotels:manifests``, drops any
@@ -8,6 +11,10 @@ old entry in ``hotels:failed``, bumps the fleet counters and acknowledges the
 claim. A hotel that failed as a whole goes to ``hotels:failed`` instead. Lost
 connections and timeouts are retried with capped backoff; until the ack commits the hotel stays
 claimed (and is requeued if this node dies), so nothing is lost.
+
+A hotel that failed for a reason about this node (``reasons.NODE_LOCAL_REASONS``) is not
+recorded: ``NodeState.node_local_failure`` gives it back to the queue and counts it for the
+circuit breaker. A store that cannot be written stops the node; the hotel is given back.
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ from hotelimages import manifest as mf
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.nodestate import NodeState
-from hotelimages.reasons import hotel_status
+from hotelimages.reasons import hotel_status, node_local_text
 from hotelimages.sharding import hotel_dir, resolve_in_store
-from hotelimages.storage import write_atomic
+from hotelimages.storage import clean_hotel_folder, discard_staged, publish_staged, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +76,24 @@ class ManifestPipeline:
         leases = self.node.leases
         if self.node.giving_back:
             # A stop cut this hotel short: its claim goes back to the queue instead.
+            await asyncio.to_thread(discard_staged, item.staged)
             return item
+        if item.failure and node_local_text(item.failure):
+            if await self.node.node_local_failure(item.entry, item.hotel_id, item.failure):
+                return item
         now = mf.utc_now()
         if item.failure:
             record = mf.failure_record(
                 item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now, item.entry
             )
             status = hotel_status(item.failure)
-            await self._commit(item, leases, WHOLE_FAILURE_STAT[status], failed_json=json.dumps(record))
+            recorded = await self._commit(item, leases, WHOLE_FAILURE_STAT[status], failed_json=json.dumps(record))
             logger.warning(
                 "Hotel %(hotel)s failed (%(reason)s): %(detail)s",
                 {"hotel": item.hotel_id[:80], "reason": item.failure, "detail": item.failure_detail[:300]},
             )
+            if recorded:
+                await self.node.hotel_recorded(item.entry, item.hotel_id, item.failure)
             return item
         rel = hotel_dir(item.hotel_id, self.cfg.shard_depth, self.cfg.id_pattern)
         manifest = mf.build_manifest(
@@ -97,13 +110,22 @@ class ManifestPipeline:
         text = mf.dumps(manifest)
         data = text.encode("utf-8")
         path = resolve_in_store(self.store_root, f"{rel}/{mf.MANIFEST_NAME}")
+        if not await self._still_ours(item, leases):
+            return item
+        keep = {f"{s.category}/{s.file}" for s in item.stored}
         try:
-            before = await asyncio.to_thread(_read_if_present, path)
-            await asyncio.to_thread(write_atomic, path, data, self.cfg.fsync)
-        except OSError as exc:
-            # Not the hotel's fault: keep the claim (it is requeued when its lease expires).
-            logger.error("Cannot write the manifest of hotel %s (%s): left for a retry", item.hotel_id, exc)
+            before = await asyncio.to_thread(self._put_in_place, item, path, keep, data)
+        except FileNotFoundError:
+            # Our staged files are gone: a process that holds the claim now cleaned the folder.
+            await asyncio.to_thread(discard_staged, item.staged)
             leases.drop(item.entry)
+            self.stats.inc_value("hotelimages/hotels/lease_lost")
+            logger.warning("Hotel %s: staged files removed by the process that holds it now; result dropped",
+                           item.hotel_id[:80])
+            return item
+        except OSError as exc:
+            # Not the hotel's fault: the node stops and gives the hotel back.
+            await asyncio.to_thread(discard_staged, item.staged)
             self.node.stop_for_store(exc)
             return item
         recorded = await self._commit(
@@ -114,8 +136,59 @@ class ManifestPipeline:
         )
         if recorded is False:
             await self._keep_recorded_manifest(item.hotel_id, path, data, before)
+        elif recorded:
+            await self.node.hotel_recorded(item.entry, item.hotel_id, None)
         logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
         return item
+
+    async def _still_ours(self, item: HotelItem, leases: Any) -> bool:
+        """Check, right before anything goes into place, that this process still holds the hotel.
+
+        A process stalled past its lease (swap, a suspended VM, SIGSTOP) must not replace the files
+        of the process that took the hotel over and recorded it. The lease must also have time left
+        (a quarter of HOTELS_LEASE_SECONDS) to cover the renames that follow.
+        """
+        try:
+            left = await leases.holds(item.entry, item.hotel_id[:200], item.force or self.cfg.force)
+        except REDIS_RETRY_ERRORS as exc:
+            left, error = -3.0, exc
+        if left >= self.cfg.lease_seconds / 4:
+            return True
+        await asyncio.to_thread(discard_staged, item.staged)
+        if left == -2:  # recorded by another claim meanwhile: ours is a duplicate
+            try:
+                await leases.ack(item.entry)
+            except REDIS_RETRY_ERRORS:
+                leases.drop(item.entry)
+            self.stats.inc_value("hotelimages/hotels/duplicate_result")
+            logger.info("Hotel %(hotel)s was recorded by another node meanwhile: this result is dropped",
+                        {"hotel": item.hotel_id[:80]})
+            return False
+        leases.drop(item.entry)  # no longer renewed; requeued on expiry if nobody holds it
+        self.stats.inc_value("hotelimages/hotels/lease_lost")
+        if left == -3:
+            logger.warning("Hotel %s: cannot check its claim (%r); left for a retry", item.hotel_id[:80], error)
+        else:
+            logger.warning(
+                "Hotel %(hotel)s: the lease of this process expired (%(left)s); its files are not put in place",
+                {"hotel": item.hotel_id[:80], "left": "taken over" if left < 0 else f"{left:.1f}s left"},
+            )
+        return False
+
+    def _put_in_place(self, item: HotelItem, path: Path, keep: set[str], data: bytes) -> bytes | None:
+        """Rename the staged images into place, clear leftovers from the hotel folder, write the manifest.
+
+        Returns what ``manifest.json`` held before (None if nothing), for ``_keep_recorded_manifest``.
+        """
+        publish_staged(item.staged, self.cfg.rename_attempts)
+        item.staged = []
+        removed = clean_hotel_folder(path.parent, keep)
+        if removed:
+            logger.info("Removed %d files left in the folder of hotel %s by an earlier process", removed,
+                        item.hotel_id[:80])
+        before = _read_if_present(path)
+        write_atomic(path, data, self.cfg.fsync, self.cfg.rename_attempts)
+        return before
 
     async def _keep_recorded_manifest(self, hotel_id: str, path: Path, ours: bytes, before: bytes | None) -> None:
         """Our result was dropped: the file must say what Redis says, or not claim the hotel at all.

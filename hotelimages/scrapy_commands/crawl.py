@@ -6,8 +6,8 @@ start-up checks (``doctor.run_checks``) before the crawler process is made: a fa
 line on stderr (in the log instead when LOG_FILE is set, as in scrapyd's jobs) and exit status
 2, having claimed nothing; warnings are logged once logging is set up. After the crawl, the
 exit status follows the spider's close reason (``exit_status``): 0 for a normal end, 1 for a
-stop on a problem (a store that cannot be written, for instance), or the value a component put
-in the ``hotelimages/exit_status`` stat.
+stop on another problem, or the value a component put in the ``hotelimages/exit_status`` stat
+(``NodeState``: 3 when the node cannot work, 4 when its store cannot be written).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -36,15 +37,18 @@ from hotelimages.listing import (
     parse_queue_entry,
     url_refusal,
 )
-from hotelimages.nodestate import NodeState
-from hotelimages.reasons import INTERNAL_ERROR, listing_reason
+from hotelimages.nodestate import REDIS_REFUSED, NodeState
+from hotelimages.reasons import INTERNAL_ERROR, LISTING_NEXT_LOOP, NO_LISTING_URL, listing_reason
 from hotelimages.sharding import InvalidId
 
 logger = logging.getLogger(__name__)
 
-# Any Redis error while claiming (a lost connection, but also READONLY during a failover,
-# OOM or NOPERM) stops claiming for a while; it must never end the claim loop.
+# Any Redis error while claiming (a lost connection, but also READONLY during a failover or
+# OOM) stops claiming for a while; it must never end the claim loop (a refused password or ACL
+# stops the node instead: nodestate.REDIS_REFUSED).
 REDIS_DOWN = (RedisError, OSError)
+#: Seconds a second stop signal waits for Redis to take the hotels in flight back before exiting.
+STOP_NOW_RELEASE_SECONDS = 3.0
 
 
 def _shown(raw: bytes) -> str:
@@ -62,6 +66,7 @@ class HotelsSpider(scrapy.Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.cfg = HotelsConfig.from_settings(crawler.settings)
         spider._node = None
+        spider._stopping_now = False
         crawler.signals.connect(spider._on_spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(spider._on_item_error, signal=signals.item_error)
         return spider
@@ -98,6 +103,10 @@ class HotelsSpider(scrapy.Spider):
         backoff = 0.5
         out_of_memory = False
         while not self.node.draining:
+            pause = self.node.claim_pause_left()
+            if pause > 0:  # the circuit breaker tripped: no claims until its wait is over
+                await asyncio.sleep(min(pause, 1.0))
+                continue
             room = cfg.max_in_flight - len(self.leases.in_flight)
             if room <= 0:
                 await self._wait_for_room()
@@ -123,6 +132,9 @@ class HotelsSpider(scrapy.Spider):
                     await self._wait_for_room()
                     continue
                 pending, leased = await self.leases.queue_state()
+            except REDIS_REFUSED as exc:
+                self.node.stop_for(f"Redis at {cfg.redis.label} refuses this node's credentials ({exc})")
+                break
             except REDIS_DOWN as exc:
                 if is_oom(exc):
                     # Refused whole by Redis (see claims.DENY_OOM): one line per episode, then quiet.
@@ -160,14 +172,16 @@ class HotelsSpider(scrapy.Spider):
     async def _drain(self) -> None:
         """After a stop signal: let the hotels in flight finish, up to HOTELS_STOP_GRACE_SECONDS."""
         deadline = time.monotonic() + self.cfg.stop_grace_seconds
-        while self.leases.in_flight and time.monotonic() < deadline:
+        while self.leases.in_flight and time.monotonic() < deadline and not self.node.giving_back:
             await self._wait_for_room()
-        if self.leases.in_flight:
+        if self.leases.in_flight and not self.node.giving_back:
             logger.warning(
                 "%(n)d hotels unfinished after %(grace).0fs: returning them to the queue",
                 {"n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
             )
             self.node.give_back()  # the manifest pipeline must not record cut-short hotels
+        if self.node.exit_code:
+            return  # the node stops itself (NodeState closes the spider once its items are through)
         raise CloseSpider("shutdown")
 
     async def _wait_for_room(self) -> None:
@@ -200,7 +214,7 @@ class HotelsSpider(scrapy.Spider):
             elif entry.inline_images is not None:
                 out.append(self.hotel_item(raw, entry.hotel_id, started, entry.inline_images, entry.force))
             elif not self.cfg.listing_url:
-                out.append(HotelItem(raw, entry.hotel_id, started, failure="no_listing_url",
+                out.append(HotelItem(raw, entry.hotel_id, started, failure=NO_LISTING_URL,
                                      failure_detail="HOTEL_LISTING_URL is not set and the entry has no images"))
             else:
                 out.append(self._listing_request(
@@ -210,7 +224,8 @@ class HotelsSpider(scrapy.Spider):
 
     # Listings
     def _listing_request(
-        self, url: str, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False
+        self, url: str, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False,
+        seen: list[str] | None = None,
     ) -> Any:
         return scrapy.Request(
             url,
@@ -218,14 +233,19 @@ class HotelsSpider(scrapy.Spider):
             errback=self.listing_failed,
             cb_kwargs={
                 "raw": raw, "hotel_id": hotel_id, "started": started, "images": images, "page": page, "force": force,
+                "seen": seen if seen is not None else [],
             },
             meta={"hotel_listing": hotel_id},
             dont_filter=True,
         )
 
     def parse_listing_page(
-        self, response: Any, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False
+        self, response: Any, raw: bytes, hotel_id: str, started: str, images: list, page: int, force: bool = False,
+        seen: list[str] | None = None,
     ) -> Iterator[Any]:
+        seen = [] if seen is None else seen
+        # The pages fetched for this hotel, as requested and as redirected to.
+        seen.extend({response.request.url, response.url} if response.request is not None else {response.url})
         try:
             doc = self.parse_listing(response)
             if doc.hotel_id is not None and doc.hotel_id != hotel_id:
@@ -238,7 +258,10 @@ class HotelsSpider(scrapy.Spider):
                 refusal = url_refusal(next_url)
                 if refusal:
                     raise ListingError("listing_bad_next", f"{refusal}: {next_url[:200]}")
-                yield self._listing_request(next_url, raw, hotel_id, started, images, page + 1, force)
+                if next_url in seen:
+                    raise ListingError(LISTING_NEXT_LOOP, f"page {page}'s next is a page already fetched: "
+                                                          f"{next_url[:200]}")
+                yield self._listing_request(next_url, raw, hotel_id, started, images, page + 1, force, seen)
                 return
             yield self.hotel_item(raw, hotel_id, started, images, force)
         except ListingError as exc:
@@ -277,9 +300,11 @@ class HotelsSpider(scrapy.Spider):
     # Shutdown
     def _on_spider_opened(self, spider: Any) -> None:
         # Replace Scrapy's handlers: the first SIGTERM/SIGINT drains instead of cutting
-        # downloads short; a second one falls back to Scrapy's own shutdown.
-        self._scrapy_handler = signal.getsignal(signal.SIGTERM)
-        if callable(self._scrapy_handler) and threading.current_thread() is threading.main_thread():
+        # downloads short; a second one gives the hotels in flight back and stops at once (Scrapy's
+        # own would start its graceful shutdown: "Send again to force").
+        self._stopping_now = False
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and threading.current_thread() is threading.main_thread():
             install_shutdown_handlers(self._on_stop_signal)
         if self.cfg.gc_threshold:
             # Start-up objects (modules, settings, the crawler) live as long as the process:
@@ -291,16 +316,39 @@ class HotelsSpider(scrapy.Spider):
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         from twisted.internet import reactor  # noqa: PLC0415 - the installed reactor
 
+        if self._stopping_now:
+            os._exit(128 + signum)  # a third signal: the give-back is stuck; the leases expire instead
         if self.node.draining:
-            install_shutdown_handlers(self._scrapy_handler)
-            self._scrapy_handler(signum, frame)
+            self._stopping_now = True
+            reactor.callFromThread(self._begin_stop_now, signum)
             return
         reactor.callFromThread(self._begin_drain, signum)
+
+    def _begin_stop_now(self, signum: int) -> None:
+        logger.warning(
+            "Received %(sig)s again: stopping now; %(n)d hotels in flight go back to the queue",
+            {"sig": signal.Signals(signum).name, "n": len(self.leases.in_flight)},
+        )
+        self.node.give_back()
+        asyncio.ensure_future(self._stop_now())
+
+    async def _stop_now(self) -> None:
+        """The second stop signal: give the claims back (if Redis answers quickly) and stop the reactor."""
+        from twisted.internet import reactor  # noqa: PLC0415 - the installed reactor
+
+        try:
+            released = await asyncio.wait_for(self.leases.release_all(), STOP_NOW_RELEASE_SECONDS)
+            logger.info("Returned %d unfinished hotels to the queue", released)
+        except (TimeoutError, RedisError, OSError) as exc:
+            logger.warning("Could not return the hotels in flight (%r): they are requeued when their lease expires",
+                           exc)
+        if reactor.running:
+            reactor.stop()
 
     def _begin_drain(self, signum: int) -> None:
         logger.info(
             "Received %(sig)s: no new claims; finishing %(n)d hotels in flight (up to %(grace).0fs; "
-            "send it again to stop at once)",
+            "send it again to stop at once, giving them back)",
             {"sig": signal.Signals(signum).name, "n": len(self.leases.in_flight), "grace": self.cfg.stop_grace_seconds},
         )
         self.node.drain()
