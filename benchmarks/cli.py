@@ -82,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-ids", type=int, default=600_000, help="IDs to load for --redis (600000)")
     parser.add_argument("--profile", action="store_true", help="profile one run of our node instead")
     parser.add_argument("--profile-tool", choices=["auto", "py-spy", "cprofile"], default="auto")
+    parser.add_argument("--scale", action="store_true", help="the scale run of issue 13 (benchmarks/scale.py)")
+    parser.add_argument("--scale-parts", default="redis,ops,crawl,pack,catalog,shards",
+                        help="parts of --scale to run (default: all)")
+    parser.add_argument("--scale-hotels", type=int, default=600_000, help="hotels of the job for --scale (600000)")
+    parser.add_argument("--crawl-hotels", type=int, default=8_500, help="hotels crawled for real by --scale (8500)")
+    parser.add_argument("--photos", type=int, default=120, help="photos per crawled hotel for --scale (120)")
+    parser.add_argument("--processes", type=int, default=2, help="processes of the crawling node for --scale (2)")
     args = parser.parse_args(argv)
     for item in args.node_set:
         if "=" not in item:
@@ -171,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.redisfig import run_redis_figures  # noqa: PLC0415
 
         return run_redis_figures(args)
+    if args.scale:
+        from benchmarks.scale import run_scale  # noqa: PLC0415
+
+        return run_scale(args)
     if args.profile:
         from benchmarks.profiling import run_profile  # noqa: PLC0415
 

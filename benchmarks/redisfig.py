@@ -102,8 +102,8 @@ def run_redis_figures(args: argparse.Namespace) -> int:
     }
     print()
     print(f"Crawl of {manifests} hotels x {cp.IMAGES_PER_HOTEL} tiny images ({m.wall:.1f}s, one node process):")
-    print(f"  Redis memory per manifest: {manifests_bytes / hotels:.0f} bytes in hotels:manifests "
-          f"(one manifest JSON is {manifest_json_len} bytes); used_memory grew "
+    print(f"  Redis memory per done hotel: {manifests_bytes / hotels:.0f} bytes in hotels:manifests "
+          f"(one done record is {manifest_json_len} bytes); used_memory grew "
           f"{(after - before + entries_bytes) / hotels:.0f} bytes per hotel net of the consumed queue entries")
     print(f"  Redis commands per hotel: {total_calls / hotels:.1f} (all calls, including those run inside Lua scripts)")
     print("  | command | calls | per hotel |")

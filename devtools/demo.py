@@ -23,6 +23,7 @@ from devtools import demo_hotels
 from devtools.localredis import LocalRedis
 from hotelimages import manifest
 from hotelimages.keys import Keys
+from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import hotel_dir
 
 #: The checkout: the demo and tests run ``scrapy crawl`` here, where scrapy.cfg is.
@@ -48,12 +49,16 @@ class CrawlSummary:
 
 
 def summarise(client: redis.Redis, keys: Keys, elapsed: float = 0.0) -> CrawlSummary:
-    """Read every manifest and failure record (fine for a demo; status uses counters instead)."""
+    """Read every manifest (on disk, where the done records point) and failure record.
+
+    Fine for a demo; status uses counters instead.
+    """
     out = CrawlSummary(elapsed=elapsed)
     statuses: Counter[str] = Counter()
     image_failures: Counter[str] = Counter()
     for _, raw in client.hscan_iter(keys.manifests, count=1000):
-        m = manifest.loads(raw)
+        record = parse_done_record(raw)  # a done record points to the manifest on disk
+        m = record.manifest or manifest.loads((Path(record.store) / record.dir / manifest.MANIFEST_NAME).read_bytes())
         statuses[m["status"]] += 1
         for listed in manifest.listed_files(m):
             out.images += 1

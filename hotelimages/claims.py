@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotelimages.keys import Keys
+from hotelimages.manifest import DoneRecord, parse_done_record
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,20 @@ class BoundScripts:
 
 
 
+# Memory. Redis (6 and 7 alike, for scripts without flags) decides at a script's start whether it is
+# over maxmemory, and then refuses a command that may grow memory only if the script has not written
+# yet: a script is refused whole or runs whole, never half. So each script's FIRST write says which
+# it is: a no-op write that may grow memory (ZADD XX of a member that no entry can be: entries hold
+# no newline) makes a script refuse to run when Redis is out of memory (claims: no new work); a no-op
+# write that cannot (PERSIST of a key without a TTL) lets it finish work already done (renew, record,
+# ack) past maxmemory. What the latter add is bounded by the hotels in flight: nothing new is claimed.
+DENY_OOM = "redis.call('ZADD', KEYS[{leases}], 'XX', 0, '\\noom-probe')\n"
+ALLOW_OOM = "redis.call('PERSIST', KEYS[{key}])\n"
+#: Text of the error of a command (or script) refused for memory.
+OOM_ERROR = "OOM command not allowed"
+
 # KEYS: pending, leases, owners, stats. ARGV: count, lease seconds, owner.
-CLAIM_LUA = """
+CLAIM_LUA = DENY_OOM.format(leases=2) + """
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
 local out = {}
@@ -93,7 +106,7 @@ return out
 """
 
 # KEYS: leases, owners. ARGV: lease seconds, owner, entries... Returns entries no longer ours.
-RENEW_LUA = """
+RENEW_LUA = ALLOW_OOM.format(key=1) + """
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 local lost = {}
@@ -119,7 +132,7 @@ return tostring(tonumber(deadline) - (tonumber(t[1]) + tonumber(t[2]) / 1000000)
 """
 
 # KEYS: leases, owners, pending. ARGV: owner, requeue (0/1), entries... Returns how many were ours.
-FINISH_LUA = """
+FINISH_LUA = ALLOW_OOM.format(key=1) + """
 local n = 0
 for i = 3, #ARGV do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
@@ -133,7 +146,7 @@ return n
 """
 
 # KEYS: leases, owners, pending, stats. ARGV: limit. Puts expired entries back at the head of the queue.
-REQUEUE_EXPIRED_LUA = """
+REQUEUE_EXPIRED_LUA = ALLOW_OOM.format(key=1) + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -146,15 +159,43 @@ if #expired > 0 then redis.call('HINCRBY', KEYS[4], 'claims/requeued_expired', #
 return #expired
 """
 
+# Lua: status, images, bytes and failed images of a hotels:manifests value, a compact record
+# (a JSON array, version 2) or an old full manifest (a JSON object); nil status if unreadable.
+DONE_FIGURES_LUA = """
+local function done_figures(raw)
+  local ok, m = pcall(cjson.decode, raw)
+  if not ok or type(m) ~= 'table' then return nil, 0, 0, 0 end
+  if m[1] ~= nil then
+    local n = 0
+    if type(m[6]) == 'table' then for _, c in pairs(m[6]) do n = n + (tonumber(c) or 0) end end
+    return (type(m[5]) == 'string' and m[5] ~= '') and m[5] or nil, n, tonumber(m[7]) or 0, tonumber(m[8]) or 0
+  end
+  local n, b = 0, 0
+  if type(m.images) == 'table' then
+    for _, files in pairs(m.images) do
+      if type(files) == 'table' then
+        for _, f in ipairs(files) do
+          n = n + 1
+          if type(f) == 'table' then b = b + (tonumber(f.bytes) or 0) end
+        end
+      end
+    end
+  end
+  local failed = type(m.failed) == 'table' and #m.failed or 0
+  return (type(m.status) == 'string') and m.status or nil, n, b, failed
+end
+"""
 
 # KEYS: leases, owners, manifests, failed, stats, reasons, then the node's reasons (``more_keys``).
-# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), json, images, bytes, failed images, force (0/1),
-# the manifest's status (passed in: decoding a manifest of thousands of images here would block Redis),
+# ARGV: owner, entry, hotel_id, kind ('manifest' | 'failed'), value (done record | failure JSON), images,
+# bytes, failed images, force (0/1), status (passed in, so the script decodes nothing of the new result),
 # then pairs of reason field (``image/<reason>``, ``hotel/<reason>``) and count.
 # Records a hotel's outcome and acknowledges its claim in one step. A result for a
 # hotel that is already recorded is dropped (returns 0) unless the claim was forced,
-# so every hotel has exactly one result and the counters count it once.
-RECORD_LUA = """
+# so every hotel has exactly one result. The counters are the state of hotels:manifests: a forced
+# redo takes the old record's status, images, bytes and failed images off before adding its own
+# (the old value may be a compact record or an old full manifest).
+RECORD_LUA = ALLOW_OOM.format(key=1) + DONE_FIGURES_LUA + """
 local mine = redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1]
 local old = redis.call('HGET', KEYS[3], ARGV[3])
 if mine then
@@ -166,10 +207,12 @@ if old and (ARGV[4] == 'failed' or ARGV[9] ~= '1' or not mine) then
 end
 if ARGV[4] == 'manifest' then
   if old then
-    local ok, m = pcall(cjson.decode, old)
-    if ok and type(m) == 'table' and m.status then
-      redis.call('HINCRBY', KEYS[5], 'hotels/' .. m.status, -1)
-    end
+    local status, n, b, f = done_figures(old)
+    if status then redis.call('HINCRBY', KEYS[5], 'hotels/' .. status, -1) end
+    -- (0 - x, not -x: Lua's -0 is "-0", which HINCRBY refuses)
+    redis.call('HINCRBY', KEYS[5], 'images/stored', 0 - n)
+    redis.call('HINCRBY', KEYS[5], 'images/bytes', 0 - b)
+    redis.call('HINCRBY', KEYS[5], 'images/failed', 0 - f)
   end
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
   redis.call('HDEL', KEYS[4], ARGV[3])
@@ -186,6 +229,22 @@ for i = 11, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[7], ARGV[i], tonumber(ARGV[i + 1]))
 end
 return 1
+"""
+
+# KEYS: manifests. ARGV: triples of hotel id, sha1 of the value read, compact record.
+# Replaces each value that is still the one read (same sha1) by its compact record; returns how
+# many. A value changed meanwhile (the hotel redone) is left alone. Shrinks memory, so it runs
+# past maxmemory: it is how a full Redis is brought back under its limit.
+CONVERT_DONE_LUA = ALLOW_OOM.format(key=1) + """
+local n = 0
+for i = 1, #ARGV, 3 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v and redis.sha1hex(v) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    n = n + 1
+  end
+end
+return n
 """
 
 # KEYS: manifests, pending. ARGV: skip done (0/1), write (0/1), hotel ids and entries, each joined by newlines.
@@ -231,6 +290,7 @@ REQUEUE_EXPIRED = LuaScript("requeue_expired", REQUEUE_EXPIRED_LUA, ("leases", "
 RECORD = LuaScript("record", RECORD_LUA, ("leases", "lease_owners", "manifests", "failed", "stats", "reasons"))
 PUSH_NEW = LuaScript("push_new", PUSH_NEW_LUA, ("manifests", "start_ids"))
 RETRY_FAILED = LuaScript("retry_failed", RETRY_FAILED_LUA, ("failed", "start_ids"))
+CONVERT_DONE = LuaScript("convert_done", CONVERT_DONE_LUA, ("manifests",))
 
 #: Entries per script call when giving back many leases at once.
 RELEASE_BATCH = 1000
@@ -238,6 +298,25 @@ RELEASE_BATCH = 1000
 SKIPPED_DONE_FIELD = "hotels/skipped_done"
 #: Stats fields of hotels recorded with a manifest (the fleet's successes, for the circuit breaker).
 SUCCESS_FIELDS = ("hotels/complete", "hotels/partial", "hotels/empty")
+
+
+# ---------------------------------------------------------------- memory (pure)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True if a Redis error is a refusal for memory (over ``maxmemory`` with ``noeviction``)."""
+    return OOM_ERROR in str(exc)
+
+
+def redis_memory(info: dict[str, Any]) -> tuple[int, int]:
+    """(used_memory, maxmemory) from the reply of ``INFO memory``."""
+    return int(info.get("used_memory", 0) or 0), int(info.get("maxmemory", 0) or 0)
+
+
+def oom_message(used: int, maxmemory: int) -> str:
+    """The one line a node logs when Redis refuses its claims for memory."""
+    used_mib, max_mib = used / 2**20, maxmemory / 2**20
+    return f"Redis is out of memory (used {used_mib:,.1f} MiB of maxmemory {max_mib:,.1f} MiB): claiming paused"
 
 
 # ---------------------------------------------------------------- entries and owners (pure)
@@ -251,8 +330,9 @@ def reason_counts(kind: str, text: str, image_reasons: Mapping[str, int] | None 
         except (ValueError, AttributeError):
             reason = None
         return {f"hotel/{str(reason or 'unknown')[:64]}": 1}
-    if image_reasons is None:
-        image_reasons = Counter(str(f.get("reason") or "unknown") for f in json.loads(text).get("failed") or ())
+    if image_reasons is None:  # only a full manifest lists its failures; a compact record counts them
+        manifest = parse_done_record(text).manifest or {}
+        image_reasons = Counter(str(f.get("reason") or "unknown") for f in manifest.get("failed") or ())
     return {f"image/{reason[:64]}": int(n) for reason, n in image_reasons.items() if n}
 
 
@@ -551,7 +631,10 @@ class LeaseManager:
         status: str = "",
         image_reasons: Mapping[str, int] | None = None,
     ) -> bool:
-        """Store a hotel's manifest (or failure record) and acknowledge its claim, atomically.
+        """Store a hotel's done record (or failure record) and acknowledge its claim, atomically.
+
+        ``manifest_json`` is the value for ``hotels:manifests``: a compact done record
+        (``manifest.done_record``), or for old callers a full manifest; both are read alike.
 
         Returns False if the hotel had already been recorded (by another claim, or
         earlier) and ``force`` is not set; this result is then dropped. The caller
@@ -560,7 +643,7 @@ class LeaseManager:
         """
         kind, text = ("manifest", manifest_json) if manifest_json is not None else ("failed", failed_json)
         if kind == "manifest" and not status:
-            status = json.loads(manifest_json)["status"]
+            status = parse_done_record(manifest_json).status
         reasons = reason_counts(kind, text, image_reasons)
         self._settling.add(entry)
         try:
@@ -576,8 +659,17 @@ class LeaseManager:
         return bool(n)
 
     async def recorded_manifest(self, hotel_id: str) -> bytes | None:
-        """The manifest JSON recorded for ``hotel_id``, if any."""
+        """The raw ``hotels:manifests`` value of ``hotel_id`` (a done record or an old full manifest), if any."""
         return await self.client.hget(self.keys.manifests, hotel_id)
+
+    async def recorded(self, hotel_id: str) -> DoneRecord | None:
+        """What Redis holds of a done hotel (compact or old full record, read alike), or None if not done."""
+        raw = await self.recorded_manifest(hotel_id)
+        return None if raw is None else parse_done_record(raw)
+
+    async def memory(self) -> tuple[int, int]:
+        """Redis's (used_memory, maxmemory) in bytes; maxmemory 0 means no limit."""
+        return redis_memory(await self.client.info("memory"))
 
     def drop(self, *entries: bytes) -> None:
         """Stop tracking entries without settling them: no longer renewed, they are requeued on expiry."""

@@ -300,6 +300,7 @@ class HotelsConfig:
     store: str = ""
     require_listing_url: bool = defaults.HOTELS_REQUIRE_LISTING_URL
     store_min_free_mb: int = defaults.HOTELS_STORE_MIN_FREE_MB
+    redis_full_manifests: bool = defaults.HOTELS_REDIS_FULL_MANIFESTS
 
     @classmethod
     def from_settings(cls, settings: Any) -> HotelsConfig:
@@ -377,6 +378,7 @@ class HotelsConfig:
             store=str(settings.get("IMAGES_STORE") or ""),
             require_listing_url=_bool(settings, "HOTELS_REQUIRE_LISTING_URL"),
             store_min_free_mb=_int(settings, "HOTELS_STORE_MIN_FREE_MB"),
+            redis_full_manifests=_bool(settings, "HOTELS_REDIS_FULL_MANIFESTS"),
         )
 
 

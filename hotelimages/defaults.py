@@ -94,6 +94,11 @@ HOTELS_PROGRESS_INTERVAL = 30.0
 HOTELS_PROGRESS_HISTORY_LENGTH = 2880
 #: Seconds a process's history outlives its last sample (so status can still draw a finished run).
 HOTELS_PROGRESS_HISTORY_TTL = 7 * 24 * 3600
+#: Keep each hotel's full manifest in Redis too (zlib-compressed, base64, as the 11th element of
+#: its ``hotels:manifests`` record), for small jobs whose tools want manifests from Redis alone.
+#: Off: Redis holds a compact record of ~270 bytes per done hotel whatever its photo count, and
+#: the full manifest is in ``manifest.json`` on the node (~2.5 KB more per 120-photo hotel when on).
+HOTELS_REDIS_FULL_MANIFESTS = False
 #: What the circuit breaker does once it trips (see README, "A node that cannot work"): "wait"
 #: (stop claiming, give back, retry after HOTELS_BREAKER_WAIT_SECONDS, doubling) or "exit"
 #: (give back and exit with status 3). Configuration mistakes and store errors always exit.

@@ -5,7 +5,7 @@
 | ``hotels:start_ids`` | list | pending work: hotel IDs or JSON records (LPUSH; nodes take from the right) |
 | ``hotels:leases`` | sorted set | claimed entries, scored by lease deadline (Redis server time, seconds) |
 | ``hotels:lease_owners`` | hash | claimed entry -> owner (``NODE_ID/token``) |
-| ``hotels:manifests`` | hash | hotel ID -> manifest JSON (the hotel is done) |
+| ``hotels:manifests`` | hash | hotel ID -> done record (``manifest.done_record``; old values: full manifest JSON) |
 | ``hotels:failed`` | hash | hotel ID -> JSON reason of a hotel that could not be done |
 | ``hotels:stats`` | hash | fleet-wide counters (hotels, images, bytes by outcome) |
 | ``hotels:node:<owner>`` | hash with TTL | a running process's heartbeat and counters |

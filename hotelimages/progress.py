@@ -2,8 +2,12 @@
 
 Like Scrapy's ``LogStats``, every ``HOTELS_PROGRESS_INTERVAL`` seconds it logs::
 
-    Progress: 1204 hotels (complete 1150, partial 40, failed 10, empty 4), 3 rejected;
+    Progress: 1204 hotels done (complete 1150, partial 40, failed 10, empty 4), 5 failed as a whole, 3 rejected;
     52311 images, 6120.4 MB; last 30s: 41.2 img/s, 4.81 MB/s, 0.9 hotels/s; 26 image failures; 48 in flight
+
+``hotels done`` and its statuses count the manifests this process recorded (``failed``: a manifest
+whose every image failed); ``failed as a whole`` and ``rejected`` count its ``hotels:failed`` records,
+as ``status`` splits that hash; images and bytes are those of its manifests.
 
 and publishes, with the asyncio Redis client:
 
@@ -54,6 +58,7 @@ MB = 1_000_000
 HEARTBEAT_FIELDS = (
     "node_id", "owner", "pid", "interval", "started_at", "updated_at", "state",
     "hotels", "hotels_complete", "hotels_partial", "hotels_failed", "hotels_empty", "hotels_rejected",
+    "hotels_failed_whole",
     "images", "bytes", "images_failed", "failures", "in_flight",
     "images_per_s", "mb_per_s", "hotels_per_s", "image_failure_rate", "disk_free", "disk_total",
     "stopped_claiming",
@@ -69,6 +74,7 @@ class Counts:
     failed: int = 0
     empty: int = 0
     rejected: int = 0
+    failed_whole: int = 0
     images: int = 0
     bytes: int = 0
     images_failed: int = 0
@@ -80,7 +86,7 @@ class Counts:
     @property
     def failures(self) -> int:
         """Hotels that failed as a whole or were rejected, plus images that failed."""
-        return self.failed + self.rejected + self.images_failed
+        return self.failed_whole + self.rejected + self.images_failed
 
     @classmethod
     def from_stats(cls, stats: Any) -> Counts:
@@ -90,6 +96,7 @@ class Counts:
         return cls(
             **{status: get(f"hotels/{status}") for status in HOTEL_STATUSES},
             rejected=get("hotels/rejected"),
+            failed_whole=get("hotels/failed_whole"),
             images=get("images/stored"),
             bytes=get("images/bytes"),
             images_failed=get("images/failed"),
@@ -118,8 +125,8 @@ class Rates:
 def progress_message(counts: Counts, rates: Rates, seconds: float, in_flight: int) -> tuple[str, dict[str, Any]]:
     """The progress log line as a lazy-logging format and its named arguments."""
     msg = (
-        "Progress: %(hotels)d hotels (complete %(complete)d, partial %(partial)d, failed %(failed)d, "
-        "empty %(empty)d), %(rejected)d rejected; %(images)d images, %(mb).1f MB; "
+        "Progress: %(hotels)d hotels done (complete %(complete)d, partial %(partial)d, failed %(failed)d, "
+        "empty %(empty)d), %(failed_whole)d failed as a whole, %(rejected)d rejected; %(images)d images, %(mb).1f MB; "
         "last %(seconds).0fs: %(ips).1f img/s, %(mbps).2f MB/s, %(hps).1f hotels/s; "
         "%(images_failed)d image failures; %(in_flight)d in flight"
     )
@@ -304,7 +311,7 @@ class HotelsProgress:
             "updated_at": round(server_now, 3),
             "state": state,
             "hotels": counts.hotels,
-            **{f"hotels_{status}": getattr(counts, status) for status in (*HOTEL_STATUSES, "rejected")},
+            **{f"hotels_{status}": getattr(counts, status) for status in (*HOTEL_STATUSES, "rejected", "failed_whole")},
             "images": counts.images,
             "bytes": counts.bytes,
             "images_failed": counts.images_failed,

@@ -21,12 +21,15 @@ from hotelimages import alerts, control
 from hotelimages.claims import failed_by_reason
 from hotelimages.keys import Keys
 from hotelimages.politeness import host_budget_rows
+from hotelimages.reasons import hotel_status
 
 MB = 1_000_000
 #: Throughput is measured over this many seconds of history unless told otherwise.
 DEFAULT_WINDOW = 300.0
 #: The hotel statuses of the fleet counters, in display order.
 HOTEL_COUNTERS = ("complete", "partial", "failed", "empty", "rejected", "skipped_done")
+#: Statuses of done hotels (``hotels/<status>`` counters: the state of ``hotels:manifests``).
+DONE_COUNTERS = ("complete", "partial", "failed", "empty")
 #: What a live process is doing when its heartbeat names no state.
 DEFAULT_ACTIVITY = "claiming"
 
@@ -126,6 +129,16 @@ class FleetStatus:
     pauses: dict[str, dict] = field(default_factory=dict)
 
     @property
+    def failed_whole(self) -> int:
+        """Hotels in ``hotels:failed`` that failed as a whole (not rejected as bad input)."""
+        return sum(n for reason, n in self.failed_by_reason.items() if hotel_status(reason) == "failed")
+
+    @property
+    def rejected(self) -> int:
+        """Hotels in ``hotels:failed`` refused as bad input (``invalid_*`` reasons)."""
+        return sum(n for reason, n in self.failed_by_reason.items() if hotel_status(reason) == "rejected")
+
+    @property
     def live(self) -> list[NodeStatus]:
         return [n for n in self.nodes if n.state == "live"]
 
@@ -148,6 +161,8 @@ class FleetStatus:
         data = asdict(replace(self, nodes=nodes))
         data["live_nodes"] = len(self.live)
         data["gone_nodes"] = len(self.gone)
+        data["failed_whole"] = self.failed_whole
+        data["rejected"] = self.rejected
         data["percent_done"] = self.percent_done
         if not history:
             for node in data["nodes"]:
@@ -450,7 +465,9 @@ def render_text(status: FleetStatus, max_gone: int = 10) -> str:
         "",
         f"queue       pending {status.pending:,}   in flight {status.leased:,}   done {status.done:,}   "
         f"failed {status.failed_hotels:,}   ETA {eta}",
-        "hotels      " + "  ".join(f"{name} {c(f'hotels/{name}'):,}" for name in HOTEL_COUNTERS),
+        "hotels      done: " + "  ".join(f"{name} {c(f'hotels/{name}'):,}" for name in DONE_COUNTERS)
+        + f"   not done: failed as a whole {status.failed_whole:,}  rejected {status.rejected:,}"
+        + f"   skipped as done {c('hotels/skipped_done'):,}",
         f"images      stored {c('images/stored'):,} ({format_bytes(c('images/bytes'))})   "
         f"failed {c('images/failed'):,}",
         f"throughput  last {format_duration(status.window)}: {status.hotels_per_s:.1f} hotels/s, "

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -15,6 +16,7 @@ from devtools import demo_hotels as catalogue
 from devtools.demo import ROOT, crawl_env, start_demo_server
 from devtools.localredis import stop_process
 from hotelimages.keys import Keys
+from hotelimages.manifest import parse_done_record
 from hotelimages.sharding import derive_image_id, hotel_dir
 
 KNOWN = ("cover", "exterior", "interior", "reviews")
@@ -58,13 +60,13 @@ def run_crawl(redis_url: str, base_url: str, store: Path, node_id: str = "test-n
 
 def crawl_ids(redis_server: str, db: int, base_url: str, store: Path, node_id: str, ids: list[str],
               *settings: str) -> dict[str, dict]:
-    """Queue ``ids`` in database ``db``, crawl them with one node (it must exit 0); the manifests in Redis by hotel."""
+    """Queue ``ids`` in database ``db``, crawl them with one node (it must exit 0); the recorded manifests by hotel."""
     keys = Keys()
     with scratch_db(redis_server, db) as (url, client):
         client.lpush(keys.start_ids, *ids)
         proc = run_crawl(url, base_url, store, node_id, *settings)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        return {h.decode(): json.loads(m) for h, m in client.hgetall(keys.manifests).items()}
+        return {h.decode(): recorded_manifest(client, h.decode(), keys) for h in client.hkeys(keys.manifests)}
 
 
 def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,
@@ -81,6 +83,24 @@ def expected_files(hotel_id: str, base_url: str, skip_index: int | None = None,
         rel = f"{hotel_dir(hotel_id)}/{category}/{image_id}.{ext}"
         out[rel] = hashlib.sha1(catalogue.image_bytes(hotel_id, index)).hexdigest()
     return out
+
+
+def recorded_manifest(client: redis.Redis, hotel_id: str, keys: Any = None) -> dict:
+    """The full manifest of a done hotel as Redis records it.
+
+    From the record itself when it holds one (an old full manifest, or HOTELS_REDIS_FULL_MANIFESTS),
+    else from the ``manifest.json`` its compact record points to, whose sha1 must be the recorded one.
+    """
+    from hotelimages.keys import Keys  # noqa: PLC0415
+
+    raw = client.hget((keys or Keys()).manifests, hotel_id)
+    assert raw is not None, f"hotel {hotel_id} is not done"
+    record = parse_done_record(raw)
+    if record.manifest is not None:
+        return record.manifest
+    data = (Path(record.store) / record.dir / "manifest.json").read_bytes()
+    assert hashlib.sha1(data).hexdigest() == record.sha1, f"manifest.json of {hotel_id} is not the recorded one"
+    return json.loads(data)
 
 
 def files_under(store: Path) -> dict[str, str]:

@@ -608,7 +608,7 @@ def test_each_script_builds_its_key_list_from_the_key_names_once():
     assert claims.PUSH_NEW.keys(staging) == ["staging:manifests", "staging:ids"]
     assert claims.RETRY_FAILED.keys(staging) == ["staging:failed", "staging:ids"]
     scripts = [v for v in vars(claims).values() if isinstance(v, claims.LuaScript)]
-    assert len(scripts) == 8 and all(len(s.keys(staging)) == len(s.key_names) for s in scripts)
+    assert len(scripts) == 9 and all(len(s.keys(staging)) == len(s.key_names) for s in scripts)
 
 
 def test_the_same_script_object_serves_blocking_and_asyncio_clients(redis_url, redis_client):

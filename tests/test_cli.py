@@ -24,7 +24,8 @@ def test_help_lists_every_subcommand_with_one_line(capsys):
     for name in COMMANDS:
         summary = cli.command_module(name).__doc__.split("\n", 1)[0].rstrip(".")
         assert re.search(rf"^    {name}\s+{re.escape(summary.split()[0])}", result.out, re.M), name
-    assert list(COMMANDS) == ["node", "doctor", "push", "status", "requeue", "retry-failed", "pause", "resume", "pack",
+    assert list(COMMANDS) == ["node", "doctor", "push", "status", "requeue", "retry-failed", "pause", "resume",
+                              "convert-done", "pack",
                               "merge", "catalog", "schedule", "bench", "demo"]
 
 

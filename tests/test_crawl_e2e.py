@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from crawling import VOLATILE, crawl_ids, demo_server, expected_files, files_under, run_crawl
+from crawling import VOLATILE, crawl_ids, demo_server, expected_files, files_under, recorded_manifest, run_crawl
 
 from benchmarks.configs import BEFORE_SETTINGS
 from devtools import demo_hotels as catalogue
@@ -51,7 +51,7 @@ def test_crawl_stores_every_image_at_its_sharded_path(redis_client, redis_url, b
     for hid in ids:
         folder = store / hotel_dir(hid)
         on_disk = json.loads((folder / "manifest.json").read_text())
-        in_redis = json.loads(redis_client.hget(KEYS.manifests, hid))
+        in_redis = recorded_manifest(redis_client, hid)
         assert on_disk == in_redis
         assert on_disk["status"] == "complete"
         assert on_disk["node"] == "node-e2e"
@@ -80,14 +80,14 @@ def test_hotel_already_done_is_not_downloaded_again(redis_client, redis_url, bas
     store = tmp_path / "store"
     redis_client.lpush(KEYS.start_ids, hid)
     assert run_crawl(redis_url, base_url, store).returncode == 0
-    first = json.loads(redis_client.hget(KEYS.manifests, hid))
+    first = recorded_manifest(redis_client, hid)
     redis_client.lpush(KEYS.start_ids, hid)
 
     proc = run_crawl(redis_url, base_url, store)
 
     assert proc.returncode == 0
     assert "already done" in proc.stderr
-    assert json.loads(redis_client.hget(KEYS.manifests, hid)) == first
+    assert recorded_manifest(redis_client, hid) == first
     assert int(redis_client.hget(KEYS.stats, "hotels/skipped_done")) == 1
     assert redis_client.llen(KEYS.start_ids) == 0 and redis_client.zcard(KEYS.leases) == 0
 
@@ -100,14 +100,14 @@ def test_forced_push_redoes_a_done_hotel(redis_client, redis_url, base_url, tmp_
     store = tmp_path / "store"
     redis_client.lpush(KEYS.start_ids, hid)
     assert run_crawl(redis_url, base_url, store).returncode == 0
-    first = json.loads(redis_client.hget(KEYS.manifests, hid))
+    first = recorded_manifest(redis_client, hid)
     report = load_ids(redis_client, KEYS, parse_lines([hid + "\n"], "stdin", r"[0-9]+"), force=True)
     assert report.pushed == 1
 
     proc = run_crawl(redis_url, base_url, store)
 
     assert proc.returncode == 0
-    again = json.loads(redis_client.hget(KEYS.manifests, hid))
+    again = recorded_manifest(redis_client, hid)
     assert again["finished_at"] > first["finished_at"]  # done again, not skipped
     assert again["images"] == first["images"]
     assert int(redis_client.hget(KEYS.stats, "hotels/complete")) == 1  # still one hotel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from crawling import demo_server, expected_files, files_under, run_crawl
+from crawling import demo_server, expected_files, files_under, recorded_manifest, run_crawl
 
 from devtools import demo_hotels as catalogue
 from hotelimages.keys import Keys
@@ -58,7 +58,7 @@ def test_each_fault_is_recorded_and_the_rest_complete(redis_client, redis_url, t
             assert record["reason"] == reason, hid
             assert not redis_client.hexists(KEYS.manifests, hid)
             continue
-        manifest = json.loads(redis_client.hget(KEYS.manifests, hid))
+        manifest = recorded_manifest(redis_client, hid)
         assert manifest["status"] == status, (hid, manifest)
         assert [f["reason"] for f in manifest["failed"]] == ([reason] if reason else []), hid
     assert all(seen.values()), seen  # the plan covers every outcome
@@ -82,7 +82,7 @@ def test_each_fault_is_recorded_and_the_rest_complete(redis_client, redis_url, t
     assert json.loads(redis_client.hget(KEYS.failed, '{"hotel_id": "broken", "images": ['))["reason"] == (
         "malformed_record"
     )
-    inline_manifest = json.loads(redis_client.hget(KEYS.manifests, "inline1"))
+    inline_manifest = recorded_manifest(redis_client, "inline1")
     assert sorted(f["reason"] for f in inline_manifest["failed"]) == ["disallowed_scheme", "invalid_image_id"]
     assert list(inline) == [f"{hotel_dir('inline1')}/cover/ok2.jpg"]
     for path in store.rglob("*"):

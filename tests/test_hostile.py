@@ -6,7 +6,7 @@ import json
 
 import pytest
 import redis
-from crawling import demo_server, run_crawl, scratch_db
+from crawling import demo_server, recorded_manifest, run_crawl, scratch_db
 
 from devtools import demo_hotels as catalogue
 from devtools.localredis import LocalRedis
@@ -45,7 +45,7 @@ def failed_reason(client: redis.Redis, hotel_id: str) -> str:
 
 
 def image_reasons(client: redis.Redis, hotel_id: str) -> list[str]:
-    return sorted({f["reason"] for f in json.loads(client.hget(KEYS.manifests, hotel_id))["failed"]})
+    return sorted({f["reason"] for f in recorded_manifest(client, hotel_id)["failed"]})
 
 
 def test_empty_listing_body(crawled):
@@ -62,7 +62,7 @@ def test_listing_compressed_body_bomb(crawled):
 
 def test_listing_with_thousands_of_images_is_cut_at_the_limit(crawled):
     client = crawled[0]
-    manifest = json.loads(client.hget(KEYS.manifests, hotel_with("listing_huge")))
+    manifest = recorded_manifest(client, hotel_with("listing_huge"))
     assert manifest["status"] == "partial"
     assert sum(len(files) for files in manifest["images"].values()) == 50
     assert {f["reason"] for f in manifest["failed"]} == {"over_image_limit"}
@@ -98,7 +98,7 @@ def test_every_other_hotel_completes(crawled):
     for hid in IDS:
         if catalogue.faults_for(hid, FAULTS):
             continue
-        assert json.loads(client.hget(KEYS.manifests, hid))["status"] == "complete", hid
+        assert recorded_manifest(client, hid)["status"] == "complete", hid
     assert client.llen(KEYS.start_ids) == 0 and client.zcard(KEYS.leases) == 0
 
 

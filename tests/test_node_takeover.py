@@ -19,6 +19,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from crawling import recorded_manifest
 from nodeprocs import Node, listing_server, wait_until
 
 from devtools.demo import ROOT
@@ -80,7 +81,7 @@ def test_a_process_stalled_past_its_lease_never_writes_into_the_hotel_another_re
             stalled.stop()
     assert srv.hits["/img/h1/slow1"] == 2  # fetched by each process: two different bodies
     assert "the lease of this process expired" in stalled.log
-    manifest = json.loads(redis_client.hget(KEYS.manifests, "h1"))
+    manifest = recorded_manifest(redis_client, "h1")  # the file whose sha1 Redis records
     folder = store / hotel_dir("h1")
     assert json.loads((folder / "manifest.json").read_bytes()) == manifest
     assert files_of(folder) == manifest_files(manifest)
@@ -118,7 +119,7 @@ def test_leftovers_of_a_killed_process_are_never_packed_and_are_cleaned_when_the
         srv.slow_seconds = 0.2
         again = Node(tmp_path, "again", redis_url, listing, store, settings=SHORT_LEASE)
         assert again.wait(120) == 0, again.log[-3000:]
-    manifest = json.loads(redis_client.hget(KEYS.manifests, "h1"))
+    manifest = recorded_manifest(redis_client, "h1")  # the file whose sha1 Redis records
     assert manifest["status"] == "complete"
     assert not temp_files(store)
     assert files_of(folder) == manifest_files(manifest)  # the stale file is gone too

@@ -32,16 +32,18 @@ class Stats:
 def test_counts_and_rates_from_scrapy_stats_keys():
     stats = Stats({
         "hotelimages/hotels/complete": 5, "hotelimages/hotels/partial": 2, "hotelimages/hotels/failed": 1,
-        "hotelimages/hotels/empty": 1, "hotelimages/hotels/rejected": 3, "hotelimages/images/stored": 100,
+        "hotelimages/hotels/empty": 1, "hotelimages/hotels/rejected": 3, "hotelimages/hotels/failed_whole": 2,
+        "hotelimages/images/stored": 100,
         "hotelimages/images/bytes": 20_000_000, "hotelimages/images/failed": 4,
     })
     counts = progress.Counts.from_stats(stats)
-    assert (counts.hotels, counts.failures, counts.images, counts.bytes) == (9, 8, 100, 20_000_000)
+    assert (counts.hotels, counts.failures, counts.images, counts.bytes) == (9, 9, 100, 20_000_000)
     rates = progress.Rates.between(progress.Counts(), counts, 10.0)
     assert rates == progress.Rates(images_per_s=10.0, mb_per_s=2.0, hotels_per_s=0.9)
     msg, args = progress.progress_message(counts, rates, 10.0, 7)
     assert msg % args == (
-        "Progress: 9 hotels (complete 5, partial 2, failed 1, empty 1), 3 rejected; 100 images, 20.0 MB; "
+        "Progress: 9 hotels done (complete 5, partial 2, failed 1, empty 1), 2 failed as a whole, 3 rejected; "
+        "100 images, 20.0 MB; "
         "last 10s: 10.0 img/s, 2.00 MB/s, 0.9 hotels/s; 4 image failures; 7 in flight"
     )
 
@@ -81,7 +83,7 @@ def test_tick_publishes_heartbeat_and_history(redis_url, redis_client, caplog, t
 
     with caplog.at_level(logging.INFO, logger="hotelimages.progress"):
         asyncio.run(run())
-    assert "Progress: 3 hotels (complete 3," in caplog.text
+    assert "Progress: 3 hotels done (complete 3," in caplog.text
     assert redis_client.keys("hotels:node:*") == [b"hotels:node:pc1/42-abcd"]
     assert redis_client.keys("hotels:history:*") == [b"hotels:history:pc1/42-abcd"]
     beat = {k.decode(): v.decode() for k, v in redis_client.hgetall(KEYS.node("pc1/42-abcd")).items()}

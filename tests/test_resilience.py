@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -10,12 +9,13 @@ import time
 from pathlib import Path
 
 import redis
-from crawling import demo_server, expected_files, files_under
+from crawling import demo_server, expected_files, files_under, recorded_manifest
 
 from devtools import demo_hotels as catalogue
 from devtools.demo import ROOT, crawl_env
 from devtools.localredis import LocalRedis
 from hotelimages.keys import Keys
+from hotelimages.manifest import parse_done_record
 from hotelimages.storage import TEMP_SUFFIX
 
 KEYS = Keys()
@@ -42,7 +42,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 
 def manifests_by(client: redis.Redis, node: str) -> int:
-    return sum(json.loads(v)["node"] == node for v in client.hvals(KEYS.manifests))
+    return sum(parse_done_record(v).node == node for v in client.hvals(KEYS.manifests))
 
 
 def assert_all_done(client: redis.Redis, ids: list[str], stores: list[Path], base_url: str, faults: str) -> None:
@@ -58,7 +58,7 @@ def assert_all_done(client: redis.Redis, ids: list[str], stores: list[Path], bas
     for hid in ids:
         expected.update(expected_files(hid, base_url, faults=faults))
     for hid in ids:
-        m = json.loads(client.hget(KEYS.manifests, hid))
+        m = recorded_manifest(client, hid)
         assert m["status"] == "complete", m
         have = {k: v for k, v in on_disk[Path(m["store"])].items() if k.startswith(m["dir"] + "/")}
         want = {k: v for k, v in expected.items() if k.startswith(m["dir"] + "/")}
@@ -139,4 +139,4 @@ def test_sigterm_finishes_in_flight_and_requeues_the_rest(redis_client, redis_ur
     recorded = [h.decode() for h in redis_client.hkeys(KEYS.manifests)]
     assert sorted(pending + recorded) == sorted(ids)  # each hotel is either done or pending again
     assert done < len(ids)
-    assert all(json.loads(v)["status"] == "complete" for v in redis_client.hvals(KEYS.manifests))
+    assert all(parse_done_record(v).status == "complete" for v in redis_client.hvals(KEYS.manifests))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from crawling import demo_server, expected_files, files_under
+from crawling import demo_server, expected_files, files_under, recorded_manifest
 from support import run_cli, run_script
 
 from devtools import demo_hotels as catalogue
@@ -316,7 +316,7 @@ def check_crawl(redis_client, store: Path, base_url: str, ids: list[str], node: 
     assert on_disk == expected
     for hid in ids:
         manifest = json.loads((store / hotel_dir(hid) / "manifest.json").read_text())
-        assert manifest == json.loads(redis_client.hget(KEYS.manifests, hid))
+        assert manifest == recorded_manifest(redis_client, hid)
         assert (manifest["status"], manifest["node"], manifest["store"]) == ("complete", node, str(store))
 
 

@@ -140,7 +140,8 @@ def test_render_text_of_literal_figures():
         "",
         "queue       pending 800   in flight 50   done 200   failed 3   ETA 15m 44s",
         "progress    19.3% done   failure rate - of 0 attempts   redis memory 0 B (no maxmemory)",
-        "hotels      complete 150  partial 40  failed 10  empty 0  rejected 0  skipped_done 0",
+        "hotels      done: complete 150  partial 40  failed 10  empty 0   not done: failed as a whole 3  rejected 0"
+        "   skipped as done 0",
         "images      stored 52,311 (6.1 GB)   failed 26",
         "throughput  last 5m 0s: 0.9 hotels/s, 41.2 img/s, 4.81 MB/s   (nodes live 1, gone 1)",
         "claims      requeued after expiry 2   duplicate in flight 0",

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "retry-failed": "retry_failed",
     "pause": "pause",
     "resume": "resume",
+    "convert-done": "convert_done",
     "pack": "pack",
     "merge": "merge",
     "catalog": "catalog",

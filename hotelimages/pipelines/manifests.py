@@ -4,7 +4,9 @@ For a settled hotel it first checks in Redis that this process still holds the c
 nobody recorded the hotel meanwhile); only then are the staged image files renamed into place,
 anything a killed or superseded process left in the hotel's folder removed, and
 ``<hotel dir>/manifest.json`` written atomically. Then in
-one Redis transaction stores the same JSON in ``hotels:manifests``, drops any
+one Redis transaction stores its compact done record (``manifest.done_record``: status,
+images per category, bytes, the file's sha1; the whole manifest too, compressed, with
+``HOTELS_REDIS_FULL_MANIFESTS``) in ``hotels:manifests``, drops any
 old entry in ``hotels:failed``, bumps the fleet counters and acknowledges the
 claim. A hotel that failed as a whole goes to ``hotels:failed`` instead. Lost
 connections and timeouts are retried with capped backoff; until the ack commits the hotel stays
@@ -18,6 +20,7 @@ circuit breaker. A store that cannot be written stops the node; the hotel is giv
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -38,6 +41,16 @@ from hotelimages.storage import clean_hotel_folder, discard_staged, publish_stag
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Process stats name of a hotel recorded in ``hotels:failed``, by ``reasons.hotel_status``: kept apart
+#: from ``hotels/failed``, which counts manifests whose every image failed (a done hotel).
+WHOLE_FAILURE_STAT = {"failed": "failed_whole", "rejected": "rejected"}
+
+
+def _read_if_present(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 class ManifestPipeline:
@@ -74,7 +87,7 @@ class ManifestPipeline:
                 item.hotel_id, item.failure, item.failure_detail, self.cfg.node_id, now, item.entry
             )
             status = hotel_status(item.failure)
-            recorded = await self._commit(item, leases, status, failed_json=json.dumps(record))
+            recorded = await self._commit(item, leases, WHOLE_FAILURE_STAT[status], failed_json=json.dumps(record))
             logger.warning(
                 "Hotel %(hotel)s failed (%(reason)s): %(detail)s",
                 {"hotel": item.hotel_id[:80], "reason": item.failure, "detail": item.failure_detail[:300]},
@@ -95,12 +108,13 @@ class ManifestPipeline:
             finished_at=now,
         )
         text = mf.dumps(manifest)
+        data = text.encode("utf-8")
         path = resolve_in_store(self.store_root, f"{rel}/{mf.MANIFEST_NAME}")
         if not await self._still_ours(item, leases):
             return item
         keep = {f"{s.category}/{s.file}" for s in item.stored}
         try:
-            await asyncio.to_thread(self._put_in_place, item, path, keep, text)
+            before = await asyncio.to_thread(self._put_in_place, item, path, keep, data)
         except FileNotFoundError:
             # Our staged files are gone: a process that holds the claim now cleaned the folder.
             await asyncio.to_thread(discard_staged, item.staged)
@@ -115,12 +129,13 @@ class ManifestPipeline:
             self.node.stop_for_store(exc)
             return item
         recorded = await self._commit(
-            item, leases, manifest["status"], manifest_json=text,
+            item, leases, manifest["status"],
+            manifest_json=mf.done_record(manifest, data, full=self.cfg.redis_full_manifests),
             images=len(item.stored), nbytes=sum(s.bytes for s in item.stored), failed_images=len(item.failed),
             force=item.force, image_reasons=Counter(f.reason for f in item.failed),
         )
         if recorded is False:
-            await self._keep_recorded_manifest(item.hotel_id, path)
+            await self._keep_recorded_manifest(item.hotel_id, path, data, before)
         elif recorded:
             await self.node.hotel_recorded(item.entry, item.hotel_id, None)
         logger.debug("Hotel %(hotel)s %(status)s", {"hotel": item.hotel_id, "status": manifest["status"]})
@@ -160,28 +175,48 @@ class ManifestPipeline:
             )
         return False
 
-    def _put_in_place(self, item: HotelItem, path: Path, keep: set[str], text: str) -> None:
-        """Rename the staged images into place, clear leftovers from the hotel folder, write the manifest."""
+    def _put_in_place(self, item: HotelItem, path: Path, keep: set[str], data: bytes) -> bytes | None:
+        """Rename the staged images into place, clear leftovers from the hotel folder, write the manifest.
+
+        Returns what ``manifest.json`` held before (None if nothing), for ``_keep_recorded_manifest``.
+        """
         publish_staged(item.staged, self.cfg.rename_attempts)
         item.staged = []
         removed = clean_hotel_folder(path.parent, keep)
         if removed:
             logger.info("Removed %d files left in the folder of hotel %s by an earlier process", removed,
                         item.hotel_id[:80])
-        write_atomic(path, text.encode("utf-8"), self.cfg.fsync, self.cfg.rename_attempts)
+        before = _read_if_present(path)
+        write_atomic(path, data, self.cfg.fsync, self.cfg.rename_attempts)
+        return before
 
-    async def _keep_recorded_manifest(self, hotel_id: str, path: Path) -> None:
-        """Our result was dropped: the file must say what Redis says, or not claim the hotel at all."""
+    async def _keep_recorded_manifest(self, hotel_id: str, path: Path, ours: bytes, before: bytes | None) -> None:
+        """Our result was dropped: the file must say what Redis says, or not claim the hotel at all.
+
+        ``before`` is what the file held before we wrote ``ours``. The recorded manifest is known
+        whole from a full record, else by the sha1 in the compact one: if it is ours or the one
+        we overwrote, that is what the file keeps.
+        """
         try:
-            stored = await self.node.leases.recorded_manifest(hotel_id)
+            recorded = await self.node.leases.recorded(hotel_id)
         except REDIS_RETRY_ERRORS:
-            stored = None
-        recorded = json.loads(stored) if stored else {}
-        if recorded.get("store") == self.store and recorded.get("node") == self.cfg.node_id:
-            # Another process of this node, same store: its manifest is the one to keep.
-            await asyncio.to_thread(write_atomic, path, stored, self.cfg.fsync)
-        else:
+            recorded = None
+        if recorded is None or recorded.store != self.store or recorded.node != self.cfg.node_id:
             await asyncio.to_thread(path.unlink, True)
+            return
+        # Another process of this node, same store: its manifest is the one to keep.
+        if recorded.manifest is not None:
+            keep: bytes | None = mf.dumps(recorded.manifest).encode("utf-8")
+        elif recorded.sha1 == hashlib.sha1(ours).hexdigest():  # noqa: S324 - content fingerprint
+            keep = ours
+        elif before is not None and recorded.sha1 == hashlib.sha1(before).hexdigest():  # noqa: S324
+            keep = before
+        else:
+            keep = None
+        if keep is None:
+            await asyncio.to_thread(path.unlink, True)
+        elif keep is not ours:
+            await asyncio.to_thread(write_atomic, path, keep, self.cfg.fsync)
 
     async def _commit(self, item: HotelItem, leases: Any, status: str, **record: Any) -> bool | None:
         """Record the outcome in Redis, retrying with capped backoff while Redis is unreachable.

@@ -26,7 +26,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.utils.ossignal import install_shutdown_handlers
 
 from hotelimages import manifest as mf
-from hotelimages.claims import LeaseManager
+from hotelimages.claims import LeaseManager, is_oom, oom_message
 from hotelimages.config import HotelsConfig
 from hotelimages.items import HotelItem
 from hotelimages.listing import (
@@ -102,6 +102,7 @@ class HotelsSpider(scrapy.Spider):
         idle_since: float | None = None
         backoff = 0.5
         await self.node.check_control()  # a node started outside its hours claims nothing
+        out_of_memory = False
         while not self.node.draining:
             if self.node.paused:  # central pause or outside HOTELS_ACTIVE_HOURS: hold what we have, claim nothing
                 idle_since = None
@@ -120,6 +121,9 @@ class HotelsSpider(scrapy.Spider):
                 continue
             try:
                 entries = await self.leases.claim(min(cfg.claim_batch, room))
+                if out_of_memory:
+                    out_of_memory = False
+                    logger.warning("Redis accepts claims again: claiming resumed")
                 if entries:
                     try:
                         started = await self._start_entries(entries)
@@ -140,6 +144,14 @@ class HotelsSpider(scrapy.Spider):
                 self.node.stop_for(f"Redis at {cfg.redis.label} refuses this node's credentials ({exc})")
                 break
             except REDIS_DOWN as exc:
+                if is_oom(exc):
+                    # Refused whole by Redis (see claims.DENY_OOM): one line per episode, then quiet.
+                    if not out_of_memory:
+                        out_of_memory = True
+                        await self._log_out_of_memory()
+                    await asyncio.sleep(min(backoff, 5.0))
+                    backoff = min(backoff * 2, 30.0)
+                    continue
                 logger.warning(
                     "Redis unreachable at %(url)s (%(error)s): not claiming; retrying in %(delay).1fs",
                     {"url": cfg.redis.label, "error": exc, "delay": backoff},
@@ -157,6 +169,13 @@ class HotelsSpider(scrapy.Spider):
                 return
             await asyncio.sleep(cfg.poll_seconds)
         await self._drain()
+
+    async def _log_out_of_memory(self) -> None:
+        try:
+            used, maxmemory = await self.leases.memory()
+        except REDIS_DOWN:
+            used = maxmemory = 0
+        logger.error(oom_message(used, maxmemory))
 
     async def _drain(self) -> None:
         """After a stop signal: let the hotels in flight finish, up to HOTELS_STOP_GRACE_SECONDS."""
