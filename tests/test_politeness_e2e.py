@@ -20,6 +20,7 @@ from devtools.demo import ROOT, crawl_env
 from devtools.localredis import stop_process
 from hotelimages import status
 from hotelimages.keys import Keys
+from hotelimages.manifest import parse_done_record
 from tests.support import run_cli, run_script
 
 FAST = ("HOTELS_IDLE_CLOSE_SECONDS=2", "HOTELS_POLL_SECONDS=0.2", "HOTELS_CONTROL_SECONDS=0.5",
@@ -54,11 +55,11 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> None:
 
 def assert_all_complete(client, ids: list[str], tmp_path: Path) -> None:
     keys = Keys()
-    manifests = {k.decode(): json.loads(v) for k, v in client.hgetall(keys.manifests).items()}
+    manifests = {k.decode(): parse_done_record(v) for k, v in client.hgetall(keys.manifests).items()}
     logs = "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("*.log"))
     assert client.hlen(keys.failed) == 0, logs
     assert sorted(manifests) == sorted(ids), logs
-    assert {m["status"] for m in manifests.values()} == {"complete"}, logs
+    assert {m.status for m in manifests.values()} == {"complete"}, logs
     assert client.llen(keys.start_ids) == 0 and client.zcard(keys.leases) == 0
 
 
