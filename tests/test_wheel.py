@@ -61,8 +61,11 @@ def installed(wheel, tmp_path_factory) -> Path:
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     # The wheel's own dependencies, held to the versions requirements.txt pins.
+    # Without the checkout on PYTHONPATH: pip would take its hotelimages.egg-info (from `pip install -e .`)
+    # for an installed hotelimages and skip the wheel.
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
-                              "-c", str(ROOT / "requirements.txt")], capture_output=True, text=True, timeout=300)
+                              "-c", str(ROOT / "requirements.txt")], capture_output=True, text=True, timeout=300,
+                             env=outside_the_checkout())
     assert install.returncode == 0, install.stdout + install.stderr
     return env_dir / "bin"
 
