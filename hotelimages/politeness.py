@@ -521,7 +521,7 @@ class HostBudgetMiddleware:
 
         node = crawler.get_extension(NodeState)
         if node is None or node.gate is None:
-            raise NotConfigured("no HOTELS_HOST_BUDGETS")
+            raise NotConfigured  # no HOTELS_HOST_BUDGETS: the usual case, so Scrapy logs nothing
         return cls(node.gate, crawler.stats)
 
     @staticmethod
